@@ -1,0 +1,201 @@
+"""Rescale-factor math for RoPE context extension: critical dimensions and factor vectors.
+
+Every vector here has one entry per rotary pair (``rotary_dim // 2``); entry ``i`` is the factor
+``lambda_i`` that divides the pair's frequency ``theta_i = rope_theta ** (-2 i / rotary_dim)``.
+These are the baselines every later comparison uses (PI, NTK, YaRN) plus the LongRoPE2 shape.
+
+Example:
+
+```python
+>>> from hf_longrope2 import factors
+>>> factors.critical_dimension(128, 500_000.0, 8192)   # LLaMA3-8B
+35
+>>> f = factors.yarn(64, 100_000.0, scale=4.0, original_max_position_embeddings=8192)
+>>> len(f), f[0], f[-1]
+(32, 1.0, 4.0)
+```
+
+Sources: LongRoPE2 (arXiv 2502.20082) sections 1-2 for the critical dimension and factor shape;
+PI (arXiv 2306.15595), NTK-aware scaling (bloc97, 2023) and YaRN (arXiv 2309.00071) as implemented
+in ``transformers.modeling_rope_utils`` (linear / dynamic / yarn), which the tests compare against.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+__all__ = [
+    "critical_dimension",
+    "period_dimension",
+    "ten_period_dimension",
+    "pi",
+    "ntk",
+    "yarn",
+    "yarn_attention_factor",
+    "longrope2",
+    "longrope_mscale",
+    "is_monotone",
+]
+
+
+def _check_dims(rotary_dim: int) -> int:
+    if not isinstance(rotary_dim, int) or rotary_dim < 2 or rotary_dim % 2:
+        raise ValueError(f"rotary_dim must be an even integer >= 2, got {rotary_dim!r}")
+    return rotary_dim // 2
+
+
+def _check_scale(scale: float) -> float:
+    if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale >= 1.0):
+        raise ValueError(f"scale must be a finite number >= 1 (target length / original window), got {scale!r}")
+    return float(scale)
+
+
+def period_dimension(rotary_dim: int, rope_theta: float, original_max_position_embeddings: int, periods: float) -> int:
+    """First rotary pair whose period does not fit `periods` times inside the original window.
+
+    Pair ``i`` has period ``T_i = 2 pi rope_theta ** (2 i / d)``; it completes ``periods`` full turns inside
+    ``L`` when ``periods * T_i <= L``. The returned index is ``ceil((d / 2) * log_base(L / (2 pi periods)))``,
+    clamped to ``[0, d / 2]``.
+    """
+    half = _check_dims(rotary_dim)
+    if rope_theta <= 1:
+        raise ValueError(f"rope_theta must be > 1, got {rope_theta!r}")
+    if original_max_position_embeddings < 1:
+        raise ValueError(f"original_max_position_embeddings must be >= 1, got {original_max_position_embeddings!r}")
+    ratio = original_max_position_embeddings / (2 * math.pi * periods)
+    if ratio <= 1:
+        return 0
+    value = half * math.log(ratio) / math.log(rope_theta)
+    return min(half, max(0, math.ceil(value)))
+
+
+def critical_dimension(head_dim: int, rope_theta: float, original_max_position_embeddings: int) -> int:
+    """Theoretical critical dimension ``d_tcd`` (pair index, the LongRoPE2 paper's convention).
+
+    ``d_tcd = ceil((d / 2) * log_base(L_train / (2 pi)))``: pairs ``i >= d_tcd`` never see a full period
+    during pre-training and go out of distribution beyond it. The official LongRoPE2 search code uses
+    ``ceil(x) - 1``; this library uses the paper's ``ceil``.
+
+    Args:
+        head_dim (`int`): The rotary dimension ``d`` (``head_dim * partial_rotary_factor``).
+        rope_theta (`float`): RoPE base.
+        original_max_position_embeddings (`int`): Pre-training window ``L_train``.
+
+    Returns:
+        `int`: LLaMA3-8B (128, 5e5, 8192) -> 35; Phi3-mini as in the paper (96, 1e4, 2048) -> 31.
+    """
+    return period_dimension(head_dim, rope_theta, original_max_position_embeddings, periods=1.0)
+
+
+def ten_period_dimension(head_dim: int, rope_theta: float, original_max_position_embeddings: int) -> int:
+    """Lower bound ``d10_tcd`` of the real-critical-dimension search: the pair completing 10 periods in ``L_train``.
+
+    LLaMA3-8B -> 24, Phi3-mini (96, 1e4, 2048) -> 19 (LongRoPE2 paper, section 3).
+    """
+    return period_dimension(head_dim, rope_theta, original_max_position_embeddings, periods=10.0)
+
+
+def pi(rotary_dim: int, scale: float) -> list[float]:
+    """Position interpolation: every pair divided by ``scale``."""
+    half = _check_dims(rotary_dim)
+    return [_check_scale(scale)] * half
+
+
+def ntk(rotary_dim: int, scale: float) -> list[float]:
+    """NTK-aware scaling: base ``b' = b * s ** (d / (d - 2))``, i.e. ``lambda_i = s ** (2 i / (d - 2))``.
+
+    Equals transformers' ``dynamic`` rope at ``seq_len = max_position_embeddings = original window`` with
+    ``factor = scale``. Pair 0 keeps its frequency; the last pair gets exactly ``scale``.
+    """
+    half = _check_dims(rotary_dim)
+    scale = _check_scale(scale)
+    if half == 1:
+        return [scale]
+    return [scale ** (2 * i / (rotary_dim - 2)) for i in range(half)]
+
+
+def yarn(
+    rotary_dim: int,
+    rope_theta: float,
+    scale: float,
+    original_max_position_embeddings: int,
+    beta_fast: float = 32.0,
+    beta_slow: float = 1.0,
+    truncate: bool = True,
+) -> list[float]:
+    """YaRN "NTK-by-parts" factors: extrapolate fast pairs, interpolate slow pairs, ramp between.
+
+    Pairs that rotate more than ``beta_fast`` times inside the original window keep their frequency,
+    pairs that rotate fewer than ``beta_slow`` times are divided by ``scale``, and the pairs between
+    blend the two *inverse frequencies* linearly, exactly as transformers' ``yarn`` rope type does.
+    Use [`yarn_attention_factor`] for the matching attention scale.
+    """
+    half = _check_dims(rotary_dim)
+    scale = _check_scale(scale)
+
+    def correction_dim(rotations: float) -> float:
+        return (rotary_dim * math.log(original_max_position_embeddings / (rotations * 2 * math.pi))) / (
+            2 * math.log(rope_theta)
+        )
+
+    low, high = correction_dim(beta_fast), correction_dim(beta_slow)
+    if truncate:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, rotary_dim - 1)
+    if low == high:
+        high += 0.001  # same guard as transformers against a zero-width ramp
+    out = []
+    for i in range(half):
+        ramp = min(1.0, max(0.0, (i - low) / (high - low)))  # 0: extrapolate, 1: interpolate
+        extrapolation = 1.0 - ramp
+        out.append(1.0 / ((1.0 - extrapolation) / scale + extrapolation))
+    return out
+
+
+def yarn_attention_factor(scale: float) -> float:
+    """YaRN's attention temperature ``0.1 ln(s) + 1`` (1.0 for ``s <= 1``)."""
+    return 1.0 if scale <= 1 else 0.1 * math.log(scale) + 1.0
+
+
+def longrope_mscale(scale: float, original_max_position_embeddings: int) -> float:
+    """LongRoPE ("su") attention scale ``sqrt(1 + ln(s) / ln(L_orig))`` (1.0 for ``s <= 1``).
+
+    The default ``long_mscale`` of the ``longrope2`` rope type: 1.1435 for 8k -> 128k.
+    """
+    if scale <= 1:
+        return 1.0
+    return math.sqrt(1 + math.log(scale) / math.log(original_max_position_embeddings))
+
+
+def longrope2(rotary_dim: int, critical_dim: int, tail: Sequence[float]) -> list[float]:
+    """LongRoPE2 factor vector: NTK-style left part below ``critical_dim`` plus the given tail.
+
+    Pairs ``i >= critical_dim`` take ``tail[i - critical_dim]``; pairs below are
+    ``lambda_i = tail[0] ** (i / critical_dim)``, continuous at ``critical_dim`` with ``lambda_0 = 1``.
+
+    Args:
+        rotary_dim (`int`): Rotary dimension ``d``.
+        critical_dim (`int`): Real critical dimension ``d_rcd`` in ``[0, d / 2)``.
+        tail (`Sequence[float]`): ``d / 2 - critical_dim`` factors, each >= 1 (monotone non-decreasing in the
+            search; not enforced here so ablations can build other shapes).
+    """
+    half = _check_dims(rotary_dim)
+    if not isinstance(critical_dim, int) or not 0 <= critical_dim < half:
+        raise ValueError(f"critical_dim must be an integer in [0, {half}), got {critical_dim!r}")
+    tail = [float(x) for x in tail]
+    if len(tail) != half - critical_dim:
+        raise ValueError(
+            f"tail must have rotary_dim/2 - critical_dim = {half} - {critical_dim} = {half - critical_dim} "
+            f"values, got {len(tail)}"
+        )
+    bad = [x for x in tail if not (math.isfinite(x) and x >= 1.0)]
+    if bad:
+        raise ValueError(f"tail factors must be finite and >= 1, got {bad[:5]}")
+    left = [tail[0] ** (i / critical_dim) for i in range(critical_dim)]
+    return left + tail
+
+
+def is_monotone(values: Sequence[float], start: int = 0) -> bool:
+    """True when ``values[start:]`` is non-decreasing."""
+    return all(a <= b for a, b in zip(values[start:], values[start + 1 :], strict=False))

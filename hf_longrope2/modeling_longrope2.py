@@ -1,0 +1,234 @@
+"""Causal-LM classes of longrope2 models and the architecture table keyed by ``model_type``.
+
+Each ``LongRoPE2XxxForCausalLM`` subclasses the stock ``XxxForCausalLM`` (same modules, same checkpoint
+keys) and changes two things: its rotary module chooses the window per document
+(`rotary.LongRoPE2RotaryMixin`), and cached generation recomputes the cache once when a sequence crosses
+the original window (see [`LongRoPE2GenerationMixin`]). Shipped with saved models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from transformers import (
+    Gemma2ForCausalLM,
+    Gemma3ForCausalLM,
+    GemmaForCausalLM,
+    LlamaForCausalLM,
+    MistralForCausalLM,
+    Phi3ForCausalLM,
+    Qwen2ForCausalLM,
+    Qwen3ForCausalLM,
+)
+from transformers.models.gemma.modeling_gemma import GemmaRotaryEmbedding
+from transformers.models.gemma2.modeling_gemma2 import Gemma2RotaryEmbedding
+from transformers.models.gemma3.modeling_gemma3 import Gemma3RotaryEmbedding
+from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
+from transformers.models.mistral.modeling_mistral import MistralRotaryEmbedding
+from transformers.models.phi3.modeling_phi3 import Phi3RotaryEmbedding
+from transformers.models.qwen2.modeling_qwen2 import Qwen2RotaryEmbedding
+from transformers.models.qwen3.modeling_qwen3 import Qwen3RotaryEmbedding
+
+from .configuration_longrope2 import (
+    LongRoPE2Gemma2Config,
+    LongRoPE2Gemma3TextConfig,
+    LongRoPE2GemmaConfig,
+    LongRoPE2LlamaConfig,
+    LongRoPE2MistralConfig,
+    LongRoPE2Phi3Config,
+    LongRoPE2Qwen2Config,
+    LongRoPE2Qwen3Config,
+)
+from .rope import ROPE_TYPE, rope_parameters_of
+from .rotary import use_longrope2_rotary
+from .windows import document_lengths
+
+
+def cache_needs_recompute(
+    original_max_position_embeddings: int, past_length: int, sequence_length: int, position_ids: torch.Tensor | None
+) -> bool:
+    """True when a cached generation step moves some row's document past the original window.
+
+    Keys cached while a document was at most ``L_orig`` long were rotated with the original RoPE; once
+    the document grows past ``L_orig`` every token of it must use the long factors, so the cache is
+    recomputed once, at that step (the approach of Phi-3 in transformers). Rows of a left-padded batch
+    cross at different steps; each crossing triggers one recompute, so cached generation always equals
+    a no-cache recompute.
+    """
+    if past_length <= 0 or past_length >= sequence_length:
+        return False
+    if position_ids is None or position_ids.shape[-1] != sequence_length:
+        return past_length <= original_max_position_embeddings < sequence_length
+    position_ids = position_ids.reshape(-1, sequence_length)
+    length_when_cached = position_ids[:, past_length - 1] + 1
+    length_now = document_lengths(position_ids)[:, past_length - 1]
+    crossed = (length_when_cached <= original_max_position_embeddings) & (length_now > original_max_position_embeddings)
+    return bool(crossed.any())
+
+
+class LongRoPE2GenerationMixin:
+    """Recompute the KV cache at the step where a document crosses the original window."""
+
+    def __init__(self, config, *args, **kwargs) -> None:
+        super().__init__(config, *args, **kwargs)
+        use_longrope2_rotary(self, ARCHITECTURES[config.model_type].rotary_class)
+
+    def _longrope2_original_windows(self) -> list[int]:
+        params = self.config.rope_parameters or {}
+        nested = [v for v in params.values() if isinstance(v, dict)] or [params]
+        return [p["original_max_position_embeddings"] for p in nested if p.get("rope_type") == ROPE_TYPE]
+
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, **kwargs):
+        if past_key_values is not None and not isinstance(past_key_values, (tuple, list)):
+            past_length = past_key_values.get_seq_length()
+            position_ids = kwargs.get("position_ids")
+            if any(
+                cache_needs_recompute(window, past_length, input_ids.shape[1], position_ids)
+                for window in self._longrope2_original_windows()
+            ):
+                past_key_values.reset()
+                kwargs["next_sequence_length"] = None
+        return super().prepare_inputs_for_generation(input_ids, past_key_values=past_key_values, **kwargs)
+
+
+class LongRoPE2LlamaForCausalLM(LongRoPE2GenerationMixin, LlamaForCausalLM):
+    config_class = LongRoPE2LlamaConfig
+
+
+class LongRoPE2MistralForCausalLM(LongRoPE2GenerationMixin, MistralForCausalLM):
+    config_class = LongRoPE2MistralConfig
+
+
+class LongRoPE2Qwen2ForCausalLM(LongRoPE2GenerationMixin, Qwen2ForCausalLM):
+    config_class = LongRoPE2Qwen2Config
+
+
+class LongRoPE2Qwen3ForCausalLM(LongRoPE2GenerationMixin, Qwen3ForCausalLM):
+    config_class = LongRoPE2Qwen3Config
+
+
+class LongRoPE2Phi3ForCausalLM(LongRoPE2GenerationMixin, Phi3ForCausalLM):
+    config_class = LongRoPE2Phi3Config
+
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, **kwargs):
+        # Skip Phi3ForCausalLM's own override: it drops the cache by total length, which is the longrope rule.
+        return LongRoPE2GenerationMixin.prepare_inputs_for_generation(self, input_ids, past_key_values, **kwargs)
+
+
+class LongRoPE2GemmaForCausalLM(LongRoPE2GenerationMixin, GemmaForCausalLM):
+    config_class = LongRoPE2GemmaConfig
+
+
+class LongRoPE2Gemma2ForCausalLM(LongRoPE2GenerationMixin, Gemma2ForCausalLM):
+    config_class = LongRoPE2Gemma2Config
+
+
+class LongRoPE2Gemma3ForCausalLM(LongRoPE2GenerationMixin, Gemma3ForCausalLM):
+    config_class = LongRoPE2Gemma3TextConfig
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One supported architecture: the stock classes and their longrope2 counterparts."""
+
+    model_type: str
+    base_config_class: type
+    base_model_class: type
+    rotary_class: type
+    config_class: type
+    model_class: type
+    nested_rope_key: str | None = None  # gemma3 keeps one rope dict per layer type; longrope2 goes here
+
+
+_ENTRIES = [
+    Architecture(
+        "llama",
+        LongRoPE2LlamaConfig.__mro__[1],
+        LlamaForCausalLM,
+        LlamaRotaryEmbedding,
+        LongRoPE2LlamaConfig,
+        LongRoPE2LlamaForCausalLM,
+    ),
+    Architecture(
+        "mistral",
+        LongRoPE2MistralConfig.__mro__[1],
+        MistralForCausalLM,
+        MistralRotaryEmbedding,
+        LongRoPE2MistralConfig,
+        LongRoPE2MistralForCausalLM,
+    ),
+    Architecture(
+        "qwen2",
+        LongRoPE2Qwen2Config.__mro__[1],
+        Qwen2ForCausalLM,
+        Qwen2RotaryEmbedding,
+        LongRoPE2Qwen2Config,
+        LongRoPE2Qwen2ForCausalLM,
+    ),
+    Architecture(
+        "qwen3",
+        LongRoPE2Qwen3Config.__mro__[1],
+        Qwen3ForCausalLM,
+        Qwen3RotaryEmbedding,
+        LongRoPE2Qwen3Config,
+        LongRoPE2Qwen3ForCausalLM,
+    ),
+    Architecture(
+        "phi3",
+        LongRoPE2Phi3Config.__mro__[1],
+        Phi3ForCausalLM,
+        Phi3RotaryEmbedding,
+        LongRoPE2Phi3Config,
+        LongRoPE2Phi3ForCausalLM,
+    ),
+    Architecture(
+        "gemma",
+        LongRoPE2GemmaConfig.__mro__[1],
+        GemmaForCausalLM,
+        GemmaRotaryEmbedding,
+        LongRoPE2GemmaConfig,
+        LongRoPE2GemmaForCausalLM,
+    ),
+    Architecture(
+        "gemma2",
+        LongRoPE2Gemma2Config.__mro__[1],
+        Gemma2ForCausalLM,
+        Gemma2RotaryEmbedding,
+        LongRoPE2Gemma2Config,
+        LongRoPE2Gemma2ForCausalLM,
+    ),
+    Architecture(
+        "gemma3_text",
+        LongRoPE2Gemma3TextConfig.__mro__[1],
+        Gemma3ForCausalLM,
+        Gemma3RotaryEmbedding,
+        LongRoPE2Gemma3TextConfig,
+        LongRoPE2Gemma3ForCausalLM,
+        nested_rope_key="full_attention",
+    ),
+]
+
+#: Supported architectures, keyed by both the base and the longrope2 ``model_type``.
+ARCHITECTURES: dict[str, Architecture] = {}
+for _arch in _ENTRIES:
+    ARCHITECTURES[_arch.model_type] = _arch
+    ARCHITECTURES[_arch.config_class.model_type] = _arch
+    _arch.model_class.register_for_auto_class("AutoModelForCausalLM")
+
+SUPPORTED_MODEL_TYPES = tuple(a.model_type for a in _ENTRIES)
+
+
+def architecture_for(model_type: str) -> Architecture:
+    """The table entry for `model_type` (base or longrope2); ValueError listing the supported ones otherwise."""
+    if model_type not in ARCHITECTURES:
+        raise ValueError(
+            f"hf_longrope2 does not support model_type {model_type!r}; supported: {', '.join(SUPPORTED_MODEL_TYPES)}"
+        )
+    return ARCHITECTURES[model_type]
+
+
+def longrope2_parameters(config) -> dict:
+    """The longrope2 rope dict of a config (the nested ``full_attention`` one for gemma3)."""
+    arch = architecture_for(config.model_type)
+    return rope_parameters_of(config, arch.nested_rope_key)
