@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ORIGINAL, VOCAB, extended_model
 
 import hf_longrope2.modeling_longrope2 as modeling
 from hf_longrope2.modeling_longrope2 import cache_needs_recompute
+from hf_longrope2.testing import ORIGINAL, VOCAB, extended_pair
 
 
 def _generate(model, ids, use_cache, attention_mask=None, new_tokens=10):
@@ -26,7 +26,7 @@ def _generate(model, ids, use_cache, attention_mask=None, new_tokens=10):
 
 
 def test_cached_generation_across_boundary_equals_recompute(model_type):
-    _, ext = extended_model(model_type)
+    _, ext = extended_pair(model_type)
     ids = torch.randint(3, VOCAB, (1, ORIGINAL - 4))  # crosses the window at the 5th new token
     seq_cache, logits_cache = _generate(ext, ids, use_cache=True)
     seq_plain, logits_plain = _generate(ext, ids, use_cache=False)
@@ -35,7 +35,7 @@ def test_cached_generation_across_boundary_equals_recompute(model_type):
 
 
 def test_left_padded_rows_crossing_at_different_steps(model_type):
-    _, ext = extended_model(model_type)
+    _, ext = extended_pair(model_type)
     long, short = torch.randint(3, VOCAB, (1, ORIGINAL - 3)), torch.randint(3, VOCAB, (1, ORIGINAL - 8))
     pad = long.shape[1] - short.shape[1]
     ids = torch.cat([long, torch.cat([torch.zeros(1, pad, dtype=torch.long), short], 1)])
@@ -49,7 +49,7 @@ def test_left_padded_rows_crossing_at_different_steps(model_type):
 
 def test_without_recompute_the_cache_drifts(monkeypatch):
     """Negative control: keys cached with the original RoPE make cached logits wrong past the window."""
-    _, ext = extended_model("llama")
+    _, ext = extended_pair("llama")
     ids = torch.randint(3, VOCAB, (1, ORIGINAL - 4))
     _, logits_plain = _generate(ext, ids, use_cache=False)
     monkeypatch.setattr(modeling, "cache_needs_recompute", lambda *a, **k: False)

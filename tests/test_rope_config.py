@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import ORIGINAL, TARGET, VOCAB, extended_model, tiny_model
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, RotaryEmbeddingConfigMixin
@@ -12,6 +11,7 @@ from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, RotaryEmbeddin
 import hf_longrope2
 from hf_longrope2 import rope
 from hf_longrope2.modeling_longrope2 import SUPPORTED_MODEL_TYPES
+from hf_longrope2.testing import ORIGINAL, TARGET, VOCAB, extended_pair, tiny_model
 
 # Strict (dataclass) configs re-raise validator errors as their own type, message included.
 CONFIG_ERRORS = (ValueError, StrictDataclassClassValidationError)
@@ -125,7 +125,7 @@ def test_extend_rejects_non_default_rope_and_leaves_model_untouched():
 
 
 def test_extend_again_replaces_factors_keeps_window():
-    _, ext = extended_model("llama")
+    _, ext = extended_pair("llama")
     hf_longrope2.extend(ext, hf_longrope2.factors.pi(16, 4.0))
     params = ext.config.rope_parameters
     assert params["long_factor"] == [4.0] * 8 and params["original_max_position_embeddings"] == ORIGINAL

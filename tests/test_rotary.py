@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from conftest import ORIGINAL, TARGET, VOCAB, extended_model, long_factors_for, tiny_config
 
 from hf_longrope2.modeling_longrope2 import architecture_for, longrope2_parameters
+from hf_longrope2.testing import ORIGINAL, TARGET, VOCAB, extended_pair, long_factors_for, longrope_reference
 
 
 def _logits(model, input_ids, **kwargs):
@@ -13,42 +13,15 @@ def _logits(model, input_ids, **kwargs):
         return model(input_ids=input_ids, use_cache=False, **kwargs).logits
 
 
-def _longrope_reference(model_type, ext):
-    """transformers' own `longrope` with the same long factors and attention factor, same weights."""
-    arch = architecture_for(model_type)
-    params = longrope2_parameters(ext.config)
-    n = len(params["long_factor"])
-    longrope = {
-        "rope_type": "longrope",
-        "rope_theta": params["rope_theta"],
-        "short_factor": [1.0] * n,
-        "long_factor": params["long_factor"],
-        "original_max_position_embeddings": ORIGINAL,
-        "factor": TARGET / ORIGINAL,
-        "attention_factor": params["long_mscale"],
-    }
-    if "partial_rotary_factor" in params:
-        longrope["partial_rotary_factor"] = params["partial_rotary_factor"]
-    config = tiny_config(model_type)
-    config.max_position_embeddings = TARGET
-    if arch.nested_rope_key:
-        config.rope_parameters = {**config.rope_parameters, arch.nested_rope_key: longrope}
-    else:
-        config.rope_parameters = longrope
-    ref = arch.base_model_class(config).eval()
-    ref.load_state_dict(ext.state_dict())
-    return ref
-
-
 def test_short_documents_match_unmodified_model_exactly(model_type):
-    base, ext = extended_model(model_type)
+    base, ext = extended_pair(model_type)
     ids = torch.randint(3, VOCAB, (2, ORIGINAL))
     assert torch.equal(_logits(base, ids), _logits(ext, ids))
 
 
 def test_long_documents_match_transformers_longrope(model_type):
-    base, ext = extended_model(model_type)
-    ref = _longrope_reference(model_type, ext)
+    base, ext = extended_pair(model_type)
+    ref = longrope_reference(model_type, ext)
     ids = torch.randint(3, VOCAB, (2, 3 * ORIGINAL))
     got, want = _logits(ext, ids), _logits(ref, ids)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
@@ -57,7 +30,7 @@ def test_long_documents_match_transformers_longrope(model_type):
 
 
 def test_packed_row_equals_documents_run_alone(model_type):
-    _, ext = extended_model(model_type)
+    _, ext = extended_pair(model_type)
     lengths = [ORIGINAL + 13, ORIGINAL - 7, 2 * ORIGINAL + 3]  # long, short, long
     docs = [torch.randint(3, VOCAB, (1, n)) for n in lengths]
     packed = torch.cat(docs, dim=1)
@@ -70,7 +43,7 @@ def test_packed_row_equals_documents_run_alone(model_type):
 
 
 def test_left_padded_batch_matches_rows_alone(model_type):
-    _, ext = extended_model(model_type)
+    _, ext = extended_pair(model_type)
     short, long = torch.randint(3, VOCAB, (1, ORIGINAL - 5)), torch.randint(3, VOCAB, (1, ORIGINAL + 20))
     width = long.shape[1]
     pad = width - short.shape[1]
@@ -83,8 +56,8 @@ def test_left_padded_batch_matches_rows_alone(model_type):
     torch.testing.assert_close(got[1], _logits(ext, long)[0], rtol=0, atol=2e-5)
 
 
-def test_extended_model_has_factors_and_class(model_type):
-    _, ext = extended_model(model_type)
+def test_extended_pair_has_factors_and_class(model_type):
+    _, ext = extended_pair(model_type)
     arch = architecture_for(model_type)
     assert type(ext) is arch.model_class and type(ext.config) is arch.config_class
     params = longrope2_parameters(ext.config)

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import MODEL_TYPES, ORIGINAL, VOCAB, extended_model
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 import hf_longrope2
 from hf_longrope2.modeling_longrope2 import architecture_for
-
-HELPER = Path(__file__).with_name("load_without_package.py")
-
-
-def _run_helper(jobs: list[dict], tmp_path: Path) -> None:
-    jobs_file = tmp_path / "jobs.json"
-    jobs_file.write_text(json.dumps(jobs))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
-    # Run from tmp_path so the repository checkout is not on sys.path either.
-    subprocess.run([sys.executable, str(HELPER), str(jobs_file)], check=True, cwd=tmp_path, env=env, timeout=600)
+from hf_longrope2.testing import MODEL_TYPES, ORIGINAL, VOCAB, extended_pair, load_in_isolation
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +22,7 @@ def saved(tmp_path_factory):
     torch.manual_seed(0)
     out = {}
     for model_type in MODEL_TYPES:
-        base, ext = extended_model(model_type)
+        base, ext = extended_pair(model_type)
         folder = root / model_type
         ext.save_pretrained(folder)
         hf_longrope2.export_for_serving(folder, root / f"{model_type}-serving")
@@ -71,7 +58,7 @@ def saved(tmp_path_factory):
                 "output": str(root / f"{model_type}-noflag.pt"),
             }
         )
-    _run_helper(jobs, root)
+    load_in_isolation(jobs, root)
     return root, out
 
 

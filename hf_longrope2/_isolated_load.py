@@ -1,6 +1,6 @@
-"""Helper run in a fresh interpreter by the tests: load model folders while `hf_longrope2` cannot be imported.
+"""Run in a fresh interpreter by the tests and `hf-longrope2 check`: load model folders while `hf_longrope2` cannot be imported.
 
-Usage: python load_without_package.py JOBS.json
+Usage: python path/to/_isolated_load.py JOBS.json   (run by file path, never with -m)
 Each job: {"dir": ..., "trust_remote_code": bool, "inputs": "ids.pt", "output": "logits.pt"}; a failure to
 load is written as {"error": type, "message": str} next to the output path (``.err.json``).
 """
