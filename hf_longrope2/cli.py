@@ -149,11 +149,17 @@ class ExtendArguments:
             raise ValueError(f"--dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
 
 
-def save_atomically(output_dir: str | Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
-    """Call ``write(tmp)`` on a temporary sibling folder, then move it to `output_dir` (nothing half-written)."""
+def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> Path:
+    """Refuse a non-empty output folder unless `overwrite` (checked before any expensive work)."""
     out = Path(output_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite or choose another --output-dir")
+    return out
+
+
+def save_atomically(output_dir: str | Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
+    """Call ``write(tmp)`` on a temporary sibling folder, then move it to `output_dir` (nothing half-written)."""
+    out = check_output_dir(output_dir, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -178,9 +184,7 @@ def extend_main(argv: Sequence[str]) -> int:
     args = parse_dataclass(
         ExtendArguments, argv, "hf-longrope2 extend", "Extend a model with a factor vector and save it."
     )
-    out = Path(args.output_dir)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite or choose another --output-dir")
+    out = check_output_dir(args.output_dir, args.overwrite)
     dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
     extra: dict = {}

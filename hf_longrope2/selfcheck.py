@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .testing import MODEL_TYPES, ORIGINAL, VOCAB, extended_pair, load_in_isolation, longrope_reference
+from .testing import MODEL_TYPES, ORIGINAL, VOCAB, extended_pair, greedy_generate, load_in_isolation, longrope_reference
 
 TOLERANCES = {"short": 0.0, "long_vs_longrope": 1e-5, "packed": 2e-5, "generate": 1e-4, "reload": 0.0}
 
@@ -68,20 +68,7 @@ def check_architecture(model_type: str, workdir: Path, seed: int = 0) -> dict:
     alone = torch.cat([_logits(ext, d) for d in docs], 1)
     out["packed"] = _diff(packed, alone)
     prompt = torch.randint(3, VOCAB, (1, ORIGINAL - 4))
-    runs = []
-    for use_cache in (True, False):
-        gen = ext.generate(
-            prompt,
-            attention_mask=torch.ones_like(prompt),
-            max_new_tokens=10,
-            do_sample=False,
-            use_cache=use_cache,
-            output_logits=True,
-            return_dict_in_generate=True,
-            pad_token_id=0,
-            eos_token_id=None,
-        )
-        runs.append((gen.sequences, torch.stack(gen.logits, 1)))
+    runs = [greedy_generate(ext, prompt, use_cache) for use_cache in (True, False)]
     out["generate_same_tokens"] = bool(torch.equal(runs[0][0], runs[1][0]))
     out["generate"] = _diff(runs[0][1], runs[1][1])
     folder = workdir / model_type

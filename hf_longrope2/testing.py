@@ -145,3 +145,21 @@ def longrope_reference(model_type: str, ext):
     ref = arch.base_model_class(config).eval()
     ref.load_state_dict(ext.state_dict())
     return ref
+
+
+def greedy_generate(
+    model, ids: torch.Tensor, use_cache: bool, attention_mask: torch.Tensor | None = None, new_tokens: int = 10
+):
+    """Greedy ``generate()`` returning (sequences, logits of every step stacked on dim 1)."""
+    out = model.generate(
+        ids,
+        attention_mask=attention_mask if attention_mask is not None else torch.ones_like(ids),
+        max_new_tokens=new_tokens,
+        do_sample=False,
+        use_cache=use_cache,
+        output_logits=True,
+        return_dict_in_generate=True,
+        pad_token_id=0,
+        eos_token_id=None,
+    )
+    return out.sequences, torch.stack(out.logits, 1)

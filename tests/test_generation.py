@@ -7,29 +7,14 @@ import torch
 
 import hf_longrope2.modeling_longrope2 as modeling
 from hf_longrope2.modeling_longrope2 import cache_needs_recompute
-from hf_longrope2.testing import ORIGINAL, VOCAB, extended_pair
-
-
-def _generate(model, ids, use_cache, attention_mask=None, new_tokens=10):
-    out = model.generate(
-        ids,
-        attention_mask=attention_mask if attention_mask is not None else torch.ones_like(ids),
-        max_new_tokens=new_tokens,
-        do_sample=False,
-        use_cache=use_cache,
-        output_logits=True,
-        return_dict_in_generate=True,
-        pad_token_id=0,
-        eos_token_id=None,
-    )
-    return out.sequences, torch.stack(out.logits, 1)
+from hf_longrope2.testing import ORIGINAL, VOCAB, extended_pair, greedy_generate
 
 
 def test_cached_generation_across_boundary_equals_recompute(model_type):
     _, ext = extended_pair(model_type)
     ids = torch.randint(3, VOCAB, (1, ORIGINAL - 4))  # crosses the window at the 5th new token
-    seq_cache, logits_cache = _generate(ext, ids, use_cache=True)
-    seq_plain, logits_plain = _generate(ext, ids, use_cache=False)
+    seq_cache, logits_cache = greedy_generate(ext, ids, use_cache=True)
+    seq_plain, logits_plain = greedy_generate(ext, ids, use_cache=False)
     assert torch.equal(seq_cache, seq_plain)
     torch.testing.assert_close(logits_cache, logits_plain, rtol=0, atol=1e-4)
 
@@ -41,8 +26,8 @@ def test_left_padded_rows_crossing_at_different_steps(model_type):
     ids = torch.cat([long, torch.cat([torch.zeros(1, pad, dtype=torch.long), short], 1)])
     mask = torch.ones_like(ids)
     mask[1, :pad] = 0
-    seq_cache, logits_cache = _generate(ext, ids, True, mask, new_tokens=12)
-    seq_plain, logits_plain = _generate(ext, ids, False, mask, new_tokens=12)
+    seq_cache, logits_cache = greedy_generate(ext, ids, True, mask, new_tokens=12)
+    seq_plain, logits_plain = greedy_generate(ext, ids, False, mask, new_tokens=12)
     assert torch.equal(seq_cache, seq_plain)
     torch.testing.assert_close(logits_cache, logits_plain, rtol=0, atol=1e-4)
 
@@ -51,9 +36,9 @@ def test_without_recompute_the_cache_drifts(monkeypatch):
     """Negative control: keys cached with the original RoPE make cached logits wrong past the window."""
     _, ext = extended_pair("llama")
     ids = torch.randint(3, VOCAB, (1, ORIGINAL - 4))
-    _, logits_plain = _generate(ext, ids, use_cache=False)
+    _, logits_plain = greedy_generate(ext, ids, use_cache=False)
     monkeypatch.setattr(modeling, "cache_needs_recompute", lambda *a, **k: False)
-    _, logits_stale = _generate(ext, ids, use_cache=True)
+    _, logits_stale = greedy_generate(ext, ids, use_cache=True)
     assert (logits_stale - logits_plain).abs().max() > 1e-3
 
 

@@ -39,3 +39,36 @@ def test_shard_spec_validates():
         SequenceShard(0, 2, "zigzag")
     with pytest.raises(ValueError, match=r"rank must be in \[0, 2\)"):
         SequenceShard(2, 2)
+
+
+def _gloo_worker(rank: int, world: int, init_file: str, layout: str, full: torch.Tensor, queue) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        local = shard(full, rank, world, layout)
+        mask = long_window_mask(local, 32, SequenceShard(rank, world, layout))  # real all_gather
+        queue.put((rank, mask))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "load_balanced"])
+def test_global_decision_over_real_gloo_group(tmp_path, layout):
+    import torch.multiprocessing as mp
+
+    full = _packed_rows([[100, 20, 8], [40, 88]])
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [
+        ctx.Process(target=_gloo_worker, args=(r, 2, str(tmp_path / "init"), layout, full, queue)) for r in range(2)
+    ]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    want = long_window_mask(full, 32)
+    for rank in range(2):
+        assert torch.equal(results[rank], shard(want, rank, 2, layout))
