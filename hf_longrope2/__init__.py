@@ -21,7 +21,7 @@ from .windows import SequenceShard, document_lengths, long_window_mask
 
 __version__ = "0.1.0"
 
-register_rope_type()
+# Importing .rope (above) registered the rope type; here the classes join the Auto mappings.
 for _cls in CONFIG_CLASSES:
     _arch = ARCHITECTURES[_cls.model_type]
     AutoConfig.register(_cls.model_type, _cls, exist_ok=True)

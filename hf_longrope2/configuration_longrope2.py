@@ -21,9 +21,7 @@ from transformers import (
 )
 from transformers.modeling_rope_utils import RotaryEmbeddingConfigMixin
 
-from .rope import register_rope_type
-
-register_rope_type()  # the validator must exist before any config below is created
+from .rope import ROPE_TYPE  # noqa: F401  (importing rope registers the rope type and its validator)
 
 
 class LongRoPE2LlamaConfig(LlamaConfig):

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 from transformers import PreTrainedModel
 
 from .modeling_longrope2 import architecture_for
-from .rope import ROPE_TYPE, default_long_mscale, rope_parameters_of, rotary_dim_of, validate_longrope2_rope_parameters
+from .rope import ROPE_TYPE, default_long_mscale, rope_parameters_of, validate_longrope2_rope_parameters
 from .rotary import use_longrope2_rotary
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,6 @@ def extend(
             f"({original_max_position_embeddings}); pass max_position_embeddings=<target length>"
         )
     validate_longrope2_rope_parameters(probe, params)
-    assert len(long_factor) == rotary_dim_of(probe, params) // 2
 
     config.max_position_embeddings = max_position_embeddings
     if hasattr(config, "original_max_position_embeddings"):  # phi3 keeps it at the top level too

@@ -12,13 +12,21 @@ from dataclasses import dataclass
 
 import torch
 from transformers import (
+    Gemma2Config,
     Gemma2ForCausalLM,
     Gemma3ForCausalLM,
+    Gemma3TextConfig,
+    GemmaConfig,
     GemmaForCausalLM,
+    LlamaConfig,
     LlamaForCausalLM,
+    MistralConfig,
     MistralForCausalLM,
+    Phi3Config,
     Phi3ForCausalLM,
+    Qwen2Config,
     Qwen2ForCausalLM,
+    Qwen3Config,
     Qwen3ForCausalLM,
 )
 from transformers.models.gemma.modeling_gemma import GemmaRotaryEmbedding
@@ -144,7 +152,7 @@ class Architecture:
 _ENTRIES = [
     Architecture(
         "llama",
-        LongRoPE2LlamaConfig.__mro__[1],
+        LlamaConfig,
         LlamaForCausalLM,
         LlamaRotaryEmbedding,
         LongRoPE2LlamaConfig,
@@ -152,7 +160,7 @@ _ENTRIES = [
     ),
     Architecture(
         "mistral",
-        LongRoPE2MistralConfig.__mro__[1],
+        MistralConfig,
         MistralForCausalLM,
         MistralRotaryEmbedding,
         LongRoPE2MistralConfig,
@@ -160,7 +168,7 @@ _ENTRIES = [
     ),
     Architecture(
         "qwen2",
-        LongRoPE2Qwen2Config.__mro__[1],
+        Qwen2Config,
         Qwen2ForCausalLM,
         Qwen2RotaryEmbedding,
         LongRoPE2Qwen2Config,
@@ -168,7 +176,7 @@ _ENTRIES = [
     ),
     Architecture(
         "qwen3",
-        LongRoPE2Qwen3Config.__mro__[1],
+        Qwen3Config,
         Qwen3ForCausalLM,
         Qwen3RotaryEmbedding,
         LongRoPE2Qwen3Config,
@@ -176,7 +184,7 @@ _ENTRIES = [
     ),
     Architecture(
         "phi3",
-        LongRoPE2Phi3Config.__mro__[1],
+        Phi3Config,
         Phi3ForCausalLM,
         Phi3RotaryEmbedding,
         LongRoPE2Phi3Config,
@@ -184,7 +192,7 @@ _ENTRIES = [
     ),
     Architecture(
         "gemma",
-        LongRoPE2GemmaConfig.__mro__[1],
+        GemmaConfig,
         GemmaForCausalLM,
         GemmaRotaryEmbedding,
         LongRoPE2GemmaConfig,
@@ -192,7 +200,7 @@ _ENTRIES = [
     ),
     Architecture(
         "gemma2",
-        LongRoPE2Gemma2Config.__mro__[1],
+        Gemma2Config,
         Gemma2ForCausalLM,
         Gemma2RotaryEmbedding,
         LongRoPE2Gemma2Config,
@@ -200,7 +208,7 @@ _ENTRIES = [
     ),
     Architecture(
         "gemma3_text",
-        LongRoPE2Gemma3TextConfig.__mro__[1],
+        Gemma3TextConfig,
         Gemma3ForCausalLM,
         Gemma3RotaryEmbedding,
         LongRoPE2Gemma3TextConfig,

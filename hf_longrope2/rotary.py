@@ -12,8 +12,6 @@ This module is shipped with saved models; it imports torch and transformers only
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -115,8 +113,3 @@ def set_sequence_shard(model: nn.Module, shard: SequenceShard | None) -> None:
         raise ValueError(
             "set_sequence_shard: the model has no longrope2 rotary module (call hf_longrope2.extend first)"
         )
-
-
-def rotary_modules(model: nn.Module) -> list[Any]:
-    """The longrope2 rotary modules of `model`."""
-    return [m for m in model.modules() if isinstance(m, LongRoPE2RotaryMixin)]
