@@ -5,6 +5,7 @@ hf-longrope2 env                                   # versions and supported arch
 hf-longrope2 factors --model DIR --method yarn --target-length 32768
 hf-longrope2 extend --model DIR --method yarn --target-length 32768 --output-dir OUT
 hf-longrope2 export-serving --model OUT --output-dir OUT-serving
+hf-longrope2 search --model DIR --target-length 32768 --output-dir OUT   # LongRoPE2 factor search
 hf-longrope2 check                                 # end-to-end self-check on tiny random models
 ```
 
@@ -15,6 +16,7 @@ for defaults that flags override.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -164,6 +166,9 @@ def save_atomically(output_dir: str | Path, write: Callable[[Path], None], overw
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp creates 0700; the result should look like any other folder
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -275,6 +280,12 @@ def env_main(argv: Sequence[str]) -> int:
     return 0
 
 
+def search_main(argv: Sequence[str]) -> int:
+    from .search import main as search
+
+    return search(argv)
+
+
 def check_main(argv: Sequence[str]) -> int:
     from .selfcheck import main as selfcheck_main
 
@@ -286,6 +297,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "factors": (factors_main, "print a PI / NTK / YaRN factor vector and the critical dimensions"),
     "extend": (extend_main, "extend a model with a factor vector and save a loadable folder"),
     "export-serving": (export_main, "export a longrope2 folder in the built-in 'longrope' format (vLLM)"),
+    "search": (search_main, "needle-driven evolutionary search of LongRoPE2 factors -> an extended model folder"),
     "check": (check_main, "end-to-end self-check of the rope type on tiny random models of every architecture"),
 }
 

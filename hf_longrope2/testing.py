@@ -33,7 +33,7 @@ from .rope import rotary_dim_of
 
 ORIGINAL = 32  # native window of the tiny models
 TARGET = 128  # extended window (s = 4)
-VOCAB = 97
+VOCAB = 100  # = len(char_tokenizer())
 ISOLATED_LOADER = Path(__file__).with_name("_isolated_load.py")
 
 _COMMON = dict(
@@ -68,6 +68,32 @@ TINY_CONFIGS = {
     ),
 }
 MODEL_TYPES = list(TINY_CONFIGS)
+
+
+def char_tokenizer():
+    """A character-level fast tokenizer over printable ASCII and newline (100 ids; <pad>=0, <s>=1, </s>=2, <unk>=3).
+
+    Real text round-trips through it, so needle samples and perplexities on tiny models use real data paths.
+    """
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    chars = ["\n"] + [chr(c) for c in range(32, 127)]
+    vocab = {token: i for i, token in enumerate(specials + chars)}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    backend.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
+
+
+def save_tiny_model(path: str | Path, model_type: str = "llama", seed: int = 0) -> Path:
+    """Save a tiny random `model_type` model with [`char_tokenizer`] to `path` (a Hub-like local folder)."""
+    path = Path(path)
+    tiny_model(model_type, seed).save_pretrained(path)
+    char_tokenizer().save_pretrained(path)
+    return path
 
 
 def tiny_config(model_type: str):

@@ -1,0 +1,254 @@
+"""``hf-longrope2 search`` end to end on a tiny Llama: output folder, pruning equivalence, resume, processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from hf_longrope2 import cli, factors
+from hf_longrope2.testing import ORIGINAL, VOCAB, load_in_isolation, save_tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness. "
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("search")
+    save_tiny_model(root / "tiny")
+    text = root / "text"
+    text.mkdir()
+    for i in range(6):
+        (text / f"book{i}.txt").write_text(f"Book {i}. " + TEXT * (30 + 5 * i))
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_LONGROPE2_CACHE", str(tmp_path / "cache"))
+
+
+def _argv(assets, out, *extra):
+    return ["--model", str(assets / "tiny"), "--dataset", str(assets / "text"), "--output_dir", str(out), *extra]
+
+
+SMALL = ["--target-length", "512", "--population", "8", "--iterations", "2", "--num-samples", "2"]
+REAL = ["--target_length", "448", "--population", "8", "--parents", "4", "--iterations", "3", "--num_samples", "3",
+        "--candidates_per_step", "4"]
+
+
+def _log(out) -> dict:
+    return json.loads((Path(out) / "search_log.json").read_text())
+
+
+def test_search_writes_a_loadable_extended_model(assets, tmp_path):
+    out = tmp_path / "out"
+    started = time.perf_counter()
+    assert cli.main(["search", *_argv(assets, out, *SMALL)]) == 0
+    assert time.perf_counter() - started < 60
+    config = json.loads((out / "config.json").read_text())
+    rope = config["rope_parameters"]
+    assert rope["rope_type"] == "longrope2" and rope["original_max_position_embeddings"] == ORIGINAL
+    assert config["max_position_embeddings"] == 512 and config["auto_map"]
+    log = _log(out)
+    assert rope["long_factor"] == log["best"]["long_factor"] and rope["critical_dim"] == log["best"]["critical_dim"]
+    assert factors.is_monotone(rope["long_factor"], rope["critical_dim"])
+    assert all(16.0 <= x <= 32.0 for x in rope["long_factor"][rope["critical_dim"]:])
+    assert set(log["seeds"]) == {"pi", "ntk", "yarn"} and all(s["score"] > 1 for s in log["seeds"].values())
+    assert len(log["best_per_iteration"]) == 3 and len(log["evaluated"]) == 8 + 2 * 4
+    scores = [b["score"] for b in log["best_per_iteration"]]
+    assert scores == sorted(scores, reverse=True)  # elitist: the best never gets worse
+    for key in ("settings", "versions", "wall_time_s", "sample_forwards"):
+        assert key in log
+    assert {"critical_dim", "score", "key", "tail"} <= set(log["evaluated"][0])
+    assert log["weights"] == "linked" and (out / "model.safetensors").stat().st_ino == (
+        assets / "tiny" / "model.safetensors").stat().st_ino
+    for png in ("search_progress.png", "factors.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not Path(f"{out}.search-state").exists() and (out / "tokenizer.json").exists()
+    ids = torch.randint(3, VOCAB, (1, 300))
+    torch.save(ids, tmp_path / "ids.pt")
+    load_in_isolation([{"dir": str(out), "trust_remote_code": True, "inputs": str(tmp_path / "ids.pt"),
+                        "output": str(tmp_path / "logits.pt")}], tmp_path)
+    loaded = torch.load(tmp_path / "logits.pt")
+    assert loaded["class"].endswith("LongRoPE2LlamaForCausalLM") and torch.isfinite(loaded["logits"]).all()
+
+
+def test_same_seed_same_search(assets, tmp_path):
+    for name in ("a", "b"):
+        assert cli.main(["search", *_argv(assets, tmp_path / name, *SMALL, "--seed", "5")]) == 0
+    a, b = _log(tmp_path / "a"), _log(tmp_path / "b")
+    assert [e["key"] for e in a["evaluated"]] == [e["key"] for e in b["evaluated"]]
+    assert a["best"] == b["best"]
+
+
+class _Single:
+    process_index, num_processes, is_main_process = 0, 1, True
+
+
+def _synthetic_search(tmp_path, prune: bool):
+    """A Search whose per-sample losses are a known function of the factors (far from an optimum = large)."""
+    import math
+    import random
+
+    from hf_longrope2.search import Search, SearchArguments, accumulate
+    from hf_longrope2.search_space import SearchSpace
+
+    weights = [3.0, 2.0, 1.5, 1.0, 0.7, 0.5]  # hardest first, as an ordering heuristic would do
+    optimum = [math.log(1.0 + 0.5 * i) for i in range(16)]
+    calls = []
+
+    def evaluate(long_factor, critical_dim, threshold):
+        distance = sum((math.log(x) - o) ** 2 for x, o in zip(long_factor, optimum, strict=True))
+
+        def losses():
+            for w in weights:
+                calls.append(1)
+                yield w * (1.0 + 10.0 * distance), 1
+
+        return accumulate(losses(), len(weights), threshold)
+
+    args = SearchArguments(model="m", output_dir=str(tmp_path / f"out{prune}"), target_length=256, num_samples=6,
+                           population=16, parents=6, iterations=5, prune=prune, candidates_per_step=4)
+    space = SearchSpace(32, 4.0, range(4, 9))
+    state = Search.new_state(args, random.Random(0), {"pi": [4.0] * 16})
+    return Search(args, space, 32, evaluate, _Single(), state).run(), len(calls)
+
+
+def test_pruning_is_exact_and_saves_forwards(tmp_path):
+    pruned, pruned_calls = _synthetic_search(tmp_path, prune=True)
+    full, full_calls = _synthetic_search(tmp_path, prune=False)
+    assert pruned["best_per_iteration"] == full["best_per_iteration"]
+    assert list(pruned["evaluated"]) == list(full["evaluated"])  # the same parents bred the same children
+    stopped = [k for k, e in pruned["evaluated"].items() if e["pruned"]]
+    assert len(stopped) >= 8 and pruned_calls == pruned["sample_forwards"] < full_calls == full["sample_forwards"]
+    for key in stopped:  # a stopped candidate's partial sum is a lower bound of its real total ...
+        assert pruned["evaluated"][key]["total"] <= full["evaluated"][key]["total"]
+        assert pruned["evaluated"][key]["samples"] < 6
+    ranked = sorted((e["total"], k) for k, e in full["evaluated"].items())
+    assert not {k for _, k in ranked[:6]} & set(stopped)  # ... and none of them is among the final parents
+
+
+def test_pruning_flag_on_a_real_model_changes_nothing_but_cost(assets, tmp_path):
+    assert cli.main(["search", *_argv(assets, tmp_path / "pruned", *REAL)]) == 0
+    assert cli.main(["search", *_argv(assets, tmp_path / "full", *REAL, "--prune", "false")]) == 0
+    pruned, full = _log(tmp_path / "pruned"), _log(tmp_path / "full")
+    assert pruned["best"] == full["best"] and pruned["best_per_iteration"] == full["best_per_iteration"]
+    assert [e["key"] for e in pruned["evaluated"]] == [e["key"] for e in full["evaluated"]]
+    assert pruned["sample_forwards"] <= full["sample_forwards"]
+
+
+def test_evaluator_stops_early_with_a_lower_bound(assets):
+    from transformers import AutoModelForCausalLM
+
+    import hf_longrope2  # noqa: F401  (registers the rope type)
+    from hf_longrope2.needles import NeedleSettings, needle_samples
+    from hf_longrope2.search import Evaluator
+    from hf_longrope2.testing import char_tokenizer
+
+    samples = needle_samples(char_tokenizer(), NeedleSettings(dataset=str(assets / "text"), target_length=448,
+                                                              num_samples=4))
+    model = AutoModelForCausalLM.from_pretrained(assets / "tiny").eval()
+    evaluate = Evaluator(model, samples, 448)
+    lf = factors.pi(16, 448 / ORIGINAL)
+    whole = evaluate(lf, None, float("inf"))
+    assert not whole["pruned"] and whole["samples"] == 4
+    first = evaluate(lf, None, 0.0)  # any positive loss exceeds a zero threshold after the first sample
+    assert first["pruned"] and first["samples"] == 1 and 0 < first["total"] < whole["total"]
+
+
+def test_resume_after_sigkill_gives_the_same_result(assets, tmp_path):
+    args = _argv(assets, tmp_path / "killed", *REAL, "--candidates_per_step", "1")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "recipes" / "search.py"), *args], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state = Path(f"{tmp_path / 'killed'}.search-state") / "state.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if state.exists():
+            try:
+                done = len(json.loads(state.read_text())["evaluated"])
+            except (json.JSONDecodeError, FileNotFoundError):
+                done = 0
+            if done >= 10:  # inside iteration 1
+                break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the search finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = json.loads(state.read_text())
+    assert not saved["done"] and not (tmp_path / "killed" / "config.json").exists()
+    with pytest.raises(FileExistsError, match="--resume"):
+        cli_main_raising(args)
+    assert cli.main(["search", *args, "--resume"]) == 0
+    assert cli.main(["search", *_argv(assets, tmp_path / "whole", *REAL, "--candidates_per_step", "1")]) == 0
+    resumed, whole = _log(tmp_path / "killed"), _log(tmp_path / "whole")
+    assert resumed["best"] == whole["best"] and resumed["best_per_iteration"] == whole["best_per_iteration"]
+    assert [e["key"] for e in resumed["evaluated"]] == [e["key"] for e in whole["evaluated"]]
+
+
+def cli_main_raising(args):
+    from hf_longrope2.search import main
+
+    main(args)
+
+
+def test_two_processes_give_the_same_result(assets, tmp_path):
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
+              str(ROOT / "recipes" / "search.py")]
+    subprocess.run([*launch, *_argv(assets, tmp_path / "two", *REAL)], env=env, check=True, timeout=300,
+                   capture_output=True)
+    assert cli.main(["search", *_argv(assets, tmp_path / "one", *REAL)]) == 0
+    two, one = _log(tmp_path / "two"), _log(tmp_path / "one")
+    assert two["num_processes"] == 2 and one["num_processes"] == 1
+    assert two["best"] == one["best"] and two["best_per_iteration"] == one["best_per_iteration"]
+
+
+@pytest.mark.parametrize(
+    "case, extra, message",
+    [
+        ("short", ["--target_length", "32"], "must be larger than the model's original window (32)"),
+        ("too-few", ["--target_length", "6000", "--num_samples", "2"], "only 1 of 6 documents"),
+        ("column", ["--target_length", "448", "--dataset", "JSONL"], "'body'"),
+        ("unwritable", ["--target_length", "448", "--output_dir", "FILE/out"], "cannot write to"),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_writes_nothing(assets, tmp_path, capsys, case, extra, message):
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text(json.dumps({"body": TEXT * 20}) + "\n")
+    (tmp_path / "file").write_text("not a folder")
+    extra = [str(jsonl) if x == "JSONL" else x.replace("FILE", str(tmp_path / "file")) for x in extra]
+    before = set(tmp_path.iterdir())
+    fast = ["--population", "2", "--iterations", "0", "--num_samples", "1"]  # should it not fail, fail fast
+    assert cli.main(["search", *_argv(assets, tmp_path / "out", *fast, *extra)]) == 2
+    assert message in capsys.readouterr().err
+    assert set(tmp_path.iterdir()) == before  # no output folder, no state
+
+
+def test_model_without_rope_is_refused(assets, tmp_path, capsys):
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=VOCAB)).save_pretrained(tmp_path / "gpt2")
+    argv = ["search", "--model", str(tmp_path / "gpt2"), "--target_length", "448", "--output_dir", str(tmp_path / "o")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "gpt2" in err and "llama" in err and not (tmp_path / "o").exists()
+
+
+def test_resume_checks(assets, tmp_path, capsys):
+    assert cli.main(["search", *_argv(assets, tmp_path / "o", *SMALL, "--resume")]) == 2
+    assert "no search state" in capsys.readouterr().err
+    state = Path(f"{tmp_path / 'o'}.search-state")
+    state.mkdir()
+    (state / "state.json").write_text(json.dumps({"settings": {"seed": 99}}))
+    assert cli.main(["search", *_argv(assets, tmp_path / "o", *SMALL, "--resume")]) == 2
+    assert "settings differ from the saved search" in capsys.readouterr().err
