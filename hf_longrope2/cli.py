@@ -6,6 +6,7 @@ hf-longrope2 factors --model DIR --method yarn --target-length 32768
 hf-longrope2 extend --model DIR --method yarn --target-length 32768 --output-dir OUT
 hf-longrope2 export-serving --model OUT --output-dir OUT-serving
 hf-longrope2 search --model DIR --target-length 32768 --output-dir OUT   # LongRoPE2 factor search
+hf-longrope2 midtrain --config recipes/tiny/midtrain.yaml                 # mixed-window midtraining
 hf-longrope2 check                                 # end-to-end self-check on tiny random models
 ```
 
@@ -286,6 +287,12 @@ def search_main(argv: Sequence[str]) -> int:
     return search(argv)
 
 
+def midtrain_main(argv: Sequence[str]) -> int:
+    from .midtrain import main as midtrain
+
+    return midtrain(argv)
+
+
 def check_main(argv: Sequence[str]) -> int:
     from .selfcheck import main as selfcheck_main
 
@@ -298,6 +305,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "extend": (extend_main, "extend a model with a factor vector and save a loadable folder"),
     "export-serving": (export_main, "export a longrope2 folder in the built-in 'longrope' format (vLLM)"),
     "search": (search_main, "needle-driven evolutionary search of LongRoPE2 factors -> an extended model folder"),
+    "midtrain": (midtrain_main, "mixed-context-window midtraining (Trainer / TRL SFTTrainer) -> an extended model"),
     "check": (check_main, "end-to-end self-check of the rope type on tiny random models of every architecture"),
 }
 

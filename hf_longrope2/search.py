@@ -445,6 +445,7 @@ def geometry(model_name: str, target_length: int) -> dict:
 
 def write_output(args, search: Search, model, tokenizer, geo: dict, seeds: dict, started_at: float) -> Path:
     """The extended model folder plus ``search_log.json`` and the two PNGs, written atomically."""
+    from .cards import write_model_card
     from .cli import save_atomically
     from .extend import extend, save_extended
     from .plots import plot_factor_curves, plot_search_progress
@@ -481,6 +482,7 @@ def write_output(args, search: Search, model, tokenizer, geo: dict, seeds: dict,
         plot_search_progress([b["score"] for b in state["best_per_iteration"]], tmp / "search_progress.png")
         curves = {"longrope2": long_factor, **seeds}
         plot_factor_curves(curves, tmp / "factors.png", best_candidate.critical_dim, geo["theoretical_critical_dim"])
+        write_model_card(tmp, base_model=args.model, search=log)
 
     out = save_atomically(args.output_dir, write, overwrite=args.overwrite)
     print(

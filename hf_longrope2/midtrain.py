@@ -1,0 +1,172 @@
+"""``hf-longrope2 midtrain``: mixed-context-window midtraining of an extended model (paper section 5).
+
+```bash
+accelerate launch recipes/midtrain.py --config recipes/tiny/midtrain.yaml             # CPU, minutes
+accelerate launch --config_file recipes/accelerate_configs/fsdp2.yaml recipes/midtrain.py \\
+    --config recipes/llama3-8b-128k/midtrain.yaml --max_steps 10                       # flags override the YAML
+hf-longrope2 midtrain --help
+```
+
+YAML keys are TRL / transformers names (``model_name_or_path``, ``output_dir``, ``max_steps``,
+``learning_rate``, ``use_peft``, ``lora_r``, ...) plus the LongRoPE2 fields of
+[`~hf_longrope2.trainer.LongRoPE2Fields`] (``target_length``, ``mixture``, ``short_fraction``,
+``factors_file``). The model is a searched folder (``hf-longrope2 search``) or a base model plus
+``factors_file``; ``builtin:tiny-llama`` is a random tiny Llama with a character tokenizer for offline runs.
+The output folder is an extended model in the foundation format (LoRA adapters merged), with
+``midtrain_log.json`` (packing report, settings, metrics) and a model card.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+TRAINERS = ("sft", "trainer")
+TINY = "builtin:tiny-llama"
+
+
+@dataclass
+class MidtrainScriptArguments:
+    trainer: str = field(
+        default="sft", metadata={"help": f"One of {TRAINERS}: LongRoPE2SFTTrainer (TRL) or LongRoPE2Trainer"}
+    )
+    tiny_window: int = field(default=128, metadata={"help": f"Original window of {TINY} (offline test model)"})
+
+    def __post_init__(self) -> None:
+        if self.trainer not in TRAINERS:
+            raise ValueError(f"--trainer must be one of {TRAINERS}, got {self.trainer!r}")
+
+
+def make_parser():
+    from trl import ModelConfig, TrlParser
+
+    from .trainer import LongRoPE2SFTConfig
+
+    return TrlParser((MidtrainScriptArguments, LongRoPE2SFTConfig, ModelConfig), prog="hf-longrope2 midtrain")
+
+
+def read_factors(path: str) -> dict:
+    """``long_factor`` (and ``critical_dim`` when present) from a JSON file or a ``search_log.json``."""
+    data = json.loads(Path(path).read_text())
+    if "best" in data and isinstance(data["best"], dict):  # a search_log.json
+        data = data["best"]
+    if "long_factor" not in data:
+        raise ValueError(f"{path} has no 'long_factor' (nor best.long_factor); keys: {sorted(data)}")
+    return {"long_factor": data["long_factor"], "critical_dim": data.get("critical_dim")}
+
+
+def load_model_and_tokenizer(script, args, model_config):
+    """The model to train (a longrope2 model, extended here from ``factors_file`` if needed) and its tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .extend import extend
+    from .modeling_longrope2 import longrope2_parameters
+    from .rope import ROPE_TYPE
+
+    name = model_config.model_name_or_path
+    if not name:
+        raise ValueError("model_name_or_path is required (a searched model folder, a Hub id, or builtin:tiny-llama)")
+    if name == TINY:
+        from . import factors
+        from .testing import char_tokenizer, tiny_config
+
+        config = tiny_config("llama")
+        config.max_position_embeddings = script.tiny_window
+        torch.manual_seed(args.seed)
+        from transformers import LlamaForCausalLM
+
+        model, tokenizer = LlamaForCausalLM(config), char_tokenizer()
+        if args.factors_file is None:
+            scale = args.target_length / script.tiny_window
+            extend(model, factors.yarn(16, config.rope_parameters["rope_theta"], scale, script.tiny_window),
+                   max_position_embeddings=args.target_length)
+    else:
+        dtype = model_config.dtype if model_config.dtype in (None, "auto") else getattr(torch, model_config.dtype)
+        kwargs = {"dtype": dtype or "auto", "revision": model_config.model_revision}
+        if model_config.attn_implementation:
+            kwargs["attn_implementation"] = model_config.attn_implementation
+        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=model_config.model_revision)
+    if args.factors_file is not None:
+        spec = read_factors(args.factors_file)
+        extend(model, spec["long_factor"], max_position_embeddings=args.target_length, critical_dim=spec["critical_dim"])
+    if longrope2_parameters(model.config).get("rope_type") != ROPE_TYPE:
+        raise ValueError(f"{name} is not a longrope2 model; pass factors_file (e.g. a search_log.json) to extend it")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def peft_config_for(model_config):
+    """TRL's LoRA config; embeddings and norms train in full by default, as LongLoRA found necessary."""
+    from trl import get_peft_config
+
+    if model_config.use_peft and model_config.lora_modules_to_save is None:
+        model_config.lora_modules_to_save = ["embed_tokens", "norm"]
+    return get_peft_config(model_config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``hf-longrope2 midtrain`` and ``recipes/midtrain.py``."""
+    from .cards import write_model_card
+    from .packing import build_mixed_dataset, mixture_from_yaml
+    from .trainer import LongRoPE2SFTTrainer, LongRoPE2Trainer, LongRoPE2TrainingArguments, original_window
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    script, args, model_config = make_parser().parse_args_and_config(args=argv)
+    if args.mixture is None:
+        raise ValueError("mixture is required: a YAML list of sources (see recipes/tiny/midtrain.yaml)")
+    model, tokenizer = load_model_and_tokenizer(script, args, model_config)
+    window = original_window(model)
+    if args.target_length <= window:
+        raise ValueError(f"target_length ({args.target_length}) must exceed the original window ({window})")
+    with args.main_process_first(desc="tokenise and pack"):
+        rows, report = build_mixed_dataset(
+            tokenizer,
+            mixture_from_yaml(args.mixture),
+            original_window=window,
+            target_length=args.target_length,
+            seed=args.seed,
+            num_proc=args.dataset_num_proc or 1,
+            short_fraction=args.short_fraction,
+            max_document_tokens=args.max_document_tokens,
+        )
+    peft_config = peft_config_for(model_config)
+    if script.trainer == "sft":
+        trainer = LongRoPE2SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer,
+                                      peft_config=peft_config)
+    else:
+        known = {f for f in LongRoPE2TrainingArguments.__dataclass_fields__}
+        plain = LongRoPE2TrainingArguments(**{k: v for k, v in args.to_dict().items() if k in known
+                                              and LongRoPE2TrainingArguments.__dataclass_fields__[k].init})
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, peft_config)
+        trainer = LongRoPE2Trainer(model=model, args=plain, train_dataset=rows, processing_class=tokenizer)
+    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    final = trainer.model
+    if hasattr(final, "merge_and_unload"):  # LoRA: merge so the folder loads with plain from_pretrained
+        final = final.merge_and_unload()
+    if trainer.is_world_process_zero():
+        out = Path(args.output_dir)
+        final.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        log = {
+            "settings": {"script": asdict(script), "model": asdict(model_config), "training": args.to_dict()},
+            "num_processes": trainer.accelerator.num_processes,
+            "packing": report.to_dict(),
+            "train": result.metrics,
+            "log_history": trainer.state.log_history,
+        }
+        (out / "midtrain_log.json").write_text(json.dumps(log, indent=1, default=str))
+        write_model_card(out, base_model=model_config.model_name_or_path, midtrain=log)
+        print(f"midtrained {model_config.model_name_or_path} -> {out}: {report.summary()}")
+    if args.push_to_hub:
+        trainer.model = final  # the Trainer's own push: saves the (merged) model, uploads output_dir
+        trainer.push_to_hub()
+    return 0
