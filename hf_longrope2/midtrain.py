@@ -148,13 +148,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             model = get_peft_model(model, peft_config)
         trainer = LongRoPE2Trainer(model=model, args=plain, train_dataset=rows, processing_class=tokenizer)
+    if peft_config is not None and (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
+        raise ValueError(
+            "use_peft with FSDP / DeepSpeed: merging sharded adapters is not supported here; run LoRA with DDP "
+            "(recipes/accelerate_configs/ddp.yaml) or train in full"
+        )
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    out = Path(args.output_dir)
     final = trainer.model
-    if hasattr(final, "merge_and_unload"):  # LoRA: merge so the folder loads with plain from_pretrained
+    if hasattr(final, "merge_and_unload"):  # LoRA (DDP / one process): merge so plain from_pretrained loads it
         final = final.merge_and_unload()
+        if trainer.is_world_process_zero():
+            final.save_pretrained(out)
+    else:  # the Trainer gathers FSDP / ZeRO-3 shards itself
+        trainer.save_model(str(out))
     if trainer.is_world_process_zero():
-        out = Path(args.output_dir)
-        final.save_pretrained(out)
         tokenizer.save_pretrained(out)
         log = {
             "settings": {"script": asdict(script), "model": asdict(model_config), "training": args.to_dict()},

@@ -180,29 +180,42 @@ def accumulate(batch_losses: Iterable[tuple[float, int]], num_samples: int, thre
 
 
 class Evaluator:
-    """Scores long-factor vectors on fixed samples with one model replica (see module docstring)."""
+    """Scores long-factor vectors on fixed samples with one model replica (see module docstring).
+
+    Samples are scored in ``order`` (set by the search to hardest-first, from the best reference seed's
+    per-sample losses), so a hopeless candidate's partial sum crosses the pruning threshold as early as possible.
+    """
 
     def __init__(self, model, samples, target_length: int, batch_size: int = 1):
         self.model, self.samples, self.target_length, self.batch_size = model, samples, target_length, batch_size
+        self.order = list(range(samples.input_ids.shape[0]))
 
-    def _batches(self):
+    def _batches(self, losses: dict[int, float]):
         import torch
 
         from .losses import labelled_nll
 
         device = self.model.device
         with torch.inference_mode():
-            for start in range(0, self.samples.input_ids.shape[0], self.batch_size):
-                ids = self.samples.input_ids[start : start + self.batch_size].to(device)
-                labels = self.samples.labels[start : start + self.batch_size].to(device)
-                yield float(labelled_nll(self.model, ids, labels).double().sum()), ids.shape[0]
+            for start in range(0, len(self.order), self.batch_size):
+                index = self.order[start : start + self.batch_size]
+                ids = self.samples.input_ids[index].to(device)
+                labels = self.samples.labels[index].to(device)
+                values = labelled_nll(self.model, ids, labels).double().tolist()
+                losses.update(zip(index, values, strict=True))
+                yield math.fsum(values), len(index)
 
     def __call__(self, long_factor: Sequence[float], critical_dim: int | None, threshold: float) -> dict:
-        """Score `long_factor`; returns ``total`` (sum of per-sample mean NLLs), ``samples`` scored, ``pruned``."""
+        """Score `long_factor`: ``total`` (sum of per-sample mean NLLs), ``samples`` scored, ``pruned``, and the
+        per-sample ``losses`` (by sample index) of a candidate scored in full."""
         from .extend import extend
 
         extend(self.model, long_factor, max_position_embeddings=self.target_length, critical_dim=critical_dim)
-        return accumulate(self._batches(), self.samples.input_ids.shape[0], threshold)
+        losses: dict[int, float] = {}
+        result = accumulate(self._batches(losses), len(self.order), threshold)
+        if not result["pruned"]:
+            result["losses"] = [losses[i] for i in range(len(self.order))]
+        return result
 
 
 class Search:
@@ -318,9 +331,15 @@ class Search:
             jobs = [(name, state["seeds"][name]["long_factor"], None) for name in todo]
             for name, result in zip(todo, self.run_jobs(jobs, math.inf), strict=True):
                 state["seeds"][name].update(total=result["total"], score=self.score(result["total"]))
+                state["seeds"][name]["losses"] = result.get("losses")
                 state["sample_forwards"] += result["samples"]
+            best_seed = min(state["seeds"].values(), key=lambda s: s["total"])
+            if best_seed.get("losses"):  # hardest samples first: early rejection triggers sooner
+                state["sample_order"] = sorted(range(len(best_seed["losses"])), key=lambda j: -best_seed["losses"][j])
             self.bar.update(len(todo))
             started = self.save(started)
+        if state.get("sample_order") and hasattr(self.evaluate, "order"):
+            self.evaluate.order = list(state["sample_order"])
         while state["iteration"] <= args.iterations:
             if not state["pending_generated"]:
                 state["pending"], state["pending_generated"] = self.generate(), True
@@ -466,13 +485,24 @@ def write_output(args, search: Search, model, tokenizer, geo: dict, seeds: dict,
         "sample_forwards": state["sample_forwards"],
         "duplicates_skipped": state["duplicates_skipped"],
         "best": {"critical_dim": best_candidate.critical_dim, "long_factor": long_factor, "score": best["score"]},
-        "seeds": {name: {"score": s["score"], "long_factor": s["long_factor"]} for name, s in state["seeds"].items()},
+        "seeds": {name: {"score": s["score"], "long_factor": s["long_factor"], "losses": s.get("losses")}
+                  for name, s in state["seeds"].items()},
+        "sample_order": state.get("sample_order"),
         "best_per_iteration": state["best_per_iteration"],
         "evaluated": [
             {"critical_dim": r["critical_dim"], "tail": [x / 100 for x in Candidate.from_key(k).tail], **r, "key": k}
             for k, r in state["evaluated"].items()
         ],
     }
+    better = sorted(name for name, s in state["seeds"].items() if s["score"] < best["score"])
+    log["seeds_better_than_best"] = better
+    if better:
+        print(
+            f"note: the reference seed(s) {better} scored better than the best searched candidate "
+            f"({best['score']:.4g}); the LongRoPE2 space (NTK-style below d_rcd, tail in [s, 2s]) cannot represent "
+            "them. Widen --critical-dims, search longer, or compare after midtraining",
+            file=sys.stderr,
+        )
     how = {}
 
     def write(tmp: Path) -> None:

@@ -120,12 +120,13 @@ class WindowLossMixin:
         not see each other, cannot be trained under it: they are refused. Each rank holds a load-balanced shard
         of the row; `set_sequence_shard` makes the rotary gather the row's positions before deciding.
         """
-        if kinds is None or "short" in kinds:
-            count = "an unknown number of" if kinds is None else str(kinds.count("short"))
+        if kinds is None or any(k != "long-single" for k in kinds):
+            count = "an unknown number of" if kinds is None else str(sum(k != "long-single" for k in kinds))
             raise ValueError(
                 f"context parallelism (cp_size={pc.cp_size}) drops the document mask, and the training data has "
-                f"{count} short-window rows that need it. Set short_fraction: 0 for the CP run (long rows only) "
-                "and train short rows in a separate run without context parallelism"
+                f"{count} rows that hold several documents or padding and need it (short rows, packed long "
+                "remainders). Use long rows only for the CP run (short_fraction: 0 and documents cut into whole "
+                "target_length pieces) and train the rest in a separate run without context parallelism"
             )
         if self.args.per_device_train_batch_size != 1:
             raise ValueError(
@@ -179,7 +180,11 @@ class WindowLossMixin:
 
 
 def _kinds(dataset) -> list[str] | None:
-    return list(dataset["kind"]) if dataset is not None and "kind" in getattr(dataset, "column_names", ()) else None
+    """Row kinds, with ``long-single`` for long rows of one segment (the only rows context parallelism can train)."""
+    if dataset is None or not {"kind", "seq_lengths"} <= set(getattr(dataset, "column_names", ())):
+        return None
+    return [k if not (k == "long" and len(s) == 1) else "long-single" for k, s in
+            zip(dataset["kind"], dataset["seq_lengths"], strict=True)]
 
 
 def _keep_row_columns(dataset):

@@ -64,6 +64,8 @@ def test_search_writes_a_loadable_extended_model(assets, tmp_path):
     assert factors.is_monotone(rope["long_factor"], rope["critical_dim"])
     assert all(16.0 <= x <= 32.0 for x in rope["long_factor"][rope["critical_dim"]:])
     assert set(log["seeds"]) == {"pi", "ntk", "yarn"} and all(s["score"] > 1 for s in log["seeds"].values())
+    best_seed = min(log["seeds"].values(), key=lambda s: s["score"])  # samples scored hardest first
+    assert [best_seed["losses"][j] for j in log["sample_order"]] == sorted(best_seed["losses"], reverse=True)
     assert len(log["best_per_iteration"]) == 3 and len(log["evaluated"]) == 8 + 2 * 4
     scores = [b["score"] for b in log["best_per_iteration"]]
     assert scores == sorted(scores, reverse=True)  # elitist: the best never gets worse
