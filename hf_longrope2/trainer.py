@@ -163,6 +163,13 @@ class WindowLossMixin:
                 ]
             )
             self._window_sums += sums.cpu()
+            if isinstance(self, SFTTrainer) and outputs.entropy is not None:  # TRL's own token metrics
+                mode = "train" if self.model.training else "eval"
+                valid = self.accelerator.gather_for_metrics(scored.sum()).sum()
+                entropy = self.accelerator.gather_for_metrics(outputs.entropy.sum()).sum()
+                correct = self.accelerator.gather_for_metrics(outputs.is_top1.sum()).sum()
+                self._metrics[mode]["entropy"].append(float(entropy / valid) if valid > 0 else 0.0)
+                self._metrics[mode]["mean_token_accuracy"].append(float(correct / valid) if valid > 0 else 0.0)
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], *args, **kwargs) -> None:
