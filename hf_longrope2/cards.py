@@ -100,9 +100,6 @@ def render_model_card(
 
 def write_model_card(folder: str | Path, **kwargs) -> Path:
     """Render [`render_model_card`] into ``folder/README.md`` (atomically) and return its path."""
-    card = render_model_card(folder, **kwargs)
-    path = Path(folder) / "README.md"
-    tmp = path.with_name(f".README.md.tmp{os.getpid()}")
-    tmp.write_text(str(card))
-    os.replace(tmp, path)
-    return path
+    from .atomic import write_text_atomically
+
+    return write_text_atomically(Path(folder) / "README.md", str(render_model_card(folder, **kwargs)))

@@ -17,16 +17,15 @@ for defaults that flags override.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 from transformers import HfArgumentParser
+
+from .atomic import check_output_dir, save_atomically
 
 METHODS = ("pi", "ntk", "yarn")
 
@@ -150,33 +149,6 @@ class ExtendArguments:
             raise ValueError(f"--method must be one of {METHODS}, got {self.method!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"--dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
-
-
-def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> Path:
-    """Refuse a non-empty output folder unless `overwrite` (checked before any expensive work)."""
-    out = Path(output_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite or choose another --output-dir")
-    return out
-
-
-def save_atomically(output_dir: str | Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
-    """Call ``write(tmp)`` on a temporary sibling folder, then move it to `output_dir` (nothing half-written)."""
-    out = check_output_dir(output_dir, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp creates 0700; the result should look like any other folder
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
 
 
 def extend_main(argv: Sequence[str]) -> int:

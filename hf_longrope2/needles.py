@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from .atomic import atomic_path
 from .corpus import describe, load_texts, source_fingerprint
 from .losses import IGNORE_INDEX
 
@@ -190,7 +191,6 @@ def needle_samples(tokenizer, settings: NeedleSettings, use_cache: bool = True) 
     batch = _build(tokenizer, settings)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save(asdict(batch), tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save(asdict(batch), tmp)
     return batch

@@ -11,7 +11,6 @@ Every function writes the file atomically (temporary name, then rename) and retu
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,12 +25,12 @@ def _pyplot():
 
 
 def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.png")
-    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    from .atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
     _pyplot().close(fig)
-    os.replace(tmp, path)
-    return path
+    return Path(path)
 
 
 def plot_search_progress(best_scores: Sequence[float], path: str | Path, title: str = "LongRoPE2 search") -> Path:

@@ -151,12 +151,6 @@ def versions() -> dict:
     return out
 
 
-def write_json_atomically(path: Path, data) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
 def accumulate(batch_losses: Iterable[tuple[float, int]], num_samples: int, threshold: float) -> dict:
     """Sum per-sample losses batch by batch; stop once the partial sum exceeds `threshold` (exact early rejection).
 
@@ -310,6 +304,8 @@ class Search:
         self.state["wall_time_s"] += now - started
         self.state["rng"] = _rng_to_json(self.rng.getstate())
         if self.distributed.is_main_process:
+            from .atomic import write_json_atomically
+
             self.args.state_dir.mkdir(parents=True, exist_ok=True)
             write_json_atomically(self.args.state_dir / "state.json", self.state)
         return now
@@ -402,7 +398,7 @@ def check_writable(output_dir: str, overwrite: bool) -> Path:
     """Fail before any work when `output_dir` is taken or its parent cannot be written."""
     import tempfile
 
-    from .cli import check_output_dir
+    from .atomic import check_output_dir
 
     out = check_output_dir(output_dir, overwrite)
     parent = out.resolve().parent
@@ -464,8 +460,8 @@ def geometry(model_name: str, target_length: int) -> dict:
 
 def write_output(args, search: Search, model, tokenizer, geo: dict, seeds: dict, started_at: float) -> Path:
     """The extended model folder plus ``search_log.json`` and the two PNGs, written atomically."""
+    from .atomic import save_atomically, write_json_atomically
     from .cards import write_model_card
-    from .cli import save_atomically
     from .extend import extend, save_extended
     from .plots import plot_factor_curves, plot_search_progress
     from .search_space import Candidate

@@ -14,7 +14,6 @@ Prints a table, writes ``check.json`` to ``--output-dir`` when given, and exits 
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .atomic import write_json_atomically
 from .testing import MODEL_TYPES, ORIGINAL, VOCAB, extended_pair, greedy_generate, load_in_isolation, longrope_reference
 
 TOLERANCES = {"short": 0.0, "long_vs_longrope": 1e-5, "packed": 2e-5, "generate": 1e-4, "reload": 0.0}
@@ -132,7 +132,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             "seconds": elapsed,
             "results": results,
         }
-        tmp_file = out / ".check.json.tmp"
-        tmp_file.write_text(json.dumps(report, indent=2))
-        tmp_file.replace(out / "check.json")
+        write_json_atomically(out / "check.json", report, indent=2)
     return 1 if failed else 0
