@@ -78,11 +78,13 @@ def test_trainers_learn_and_log_both_windows(tmp_path, kind):
                   learning_rate=3e-3, logging_steps=4, report_to=[], use_cpu=True, save_strategy="no", seed=0)
     if kind == "trainer":
         trainer = LongRoPE2Trainer(model=model, args=LongRoPE2TrainingArguments(**common), train_dataset=rows,
-                                   processing_class=char_tokenizer())
+                                   eval_dataset=rows.select(range(4)), processing_class=char_tokenizer())
     else:
         trainer = LongRoPE2SFTTrainer(model=model, args=LongRoPE2SFTConfig(**common), train_dataset=rows,
-                                      processing_class=char_tokenizer())
+                                      eval_dataset=rows.select(range(4)), processing_class=char_tokenizer())
     trainer.train()
+    evaluation = trainer.evaluate()  # evaluation goes through the same lean loss and window split
+    assert evaluation["eval_tokens_short"] + evaluation["eval_tokens_long"] > 0 and evaluation["eval_loss"] > 0
     logs = [h for h in trainer.state.log_history if "loss" in h]
     assert logs[-1]["loss"] < logs[0]["loss"] - 0.3
     assert all("loss_short" in h and "loss_long" in h and h["tokens_short"] > 0 and h["tokens_long"] > 0 for h in logs)
