@@ -265,6 +265,24 @@ def midtrain_main(argv: Sequence[str]) -> int:
     return midtrain(argv)
 
 
+def eval_main(argv: Sequence[str]) -> int:
+    from .evaluate import main as evaluate
+
+    return evaluate(argv)
+
+
+def push_main(argv: Sequence[str]) -> int:
+    from .hub import main as push
+
+    return push(argv)
+
+
+def convert_gguf_main(argv: Sequence[str]) -> int:
+    from .gguf import main as convert
+
+    return convert(argv)
+
+
 def check_main(argv: Sequence[str]) -> int:
     from .selfcheck import main as selfcheck_main
 
@@ -278,6 +296,9 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "export-serving": (export_main, "export a longrope2 folder in the built-in 'longrope' format (vLLM)"),
     "search": (search_main, "needle-driven evolutionary search of LongRoPE2 factors -> an extended model folder"),
     "midtrain": (midtrain_main, "mixed-context-window midtraining (Trainer / TRL SFTTrainer) -> an extended model"),
+    "eval": (eval_main, "needle-in-a-haystack grid, perplexity vs length, short-window retention -> report + PNGs"),
+    "push": (push_main, "validate an extended model folder and upload it to the Hub (--dry-run lists the files)"),
+    "convert-gguf": (convert_gguf_main, "turn a local GGUF file into a regular HF folder (safetensors, tokenizer)"),
     "check": (check_main, "end-to-end self-check of the rope type on tiny random models of every architecture"),
 }
 
