@@ -112,12 +112,14 @@ def peft_config_for(model_config):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hf-longrope2 midtrain`` and ``recipes/midtrain.py``."""
+    from .atomic import write_json_atomically
     from .cards import write_model_card
     from .packing import build_mixed_dataset, mixture_from_yaml
     from .trainer import LongRoPE2SFTTrainer, LongRoPE2Trainer, LongRoPE2TrainingArguments, original_window
 
     argv = sys.argv[1:] if argv is None else list(argv)
     script, args, model_config = make_parser().parse_args_and_config(args=argv)
+    push_to_hub, args.push_to_hub = args.push_to_hub, False  # pushed by hub.push at the end, not at every save
     if args.mixture is None:
         raise ValueError("mixture is required: a YAML list of sources (see recipes/tiny/midtrain.yaml)")
     model, tokenizer = load_model_and_tokenizer(script, args, model_config)
@@ -171,10 +173,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             "train": result.metrics,
             "log_history": trainer.state.log_history,
         }
-        (out / "midtrain_log.json").write_text(json.dumps(log, indent=1, default=str))
+        write_json_atomically(out / "midtrain_log.json", log)
         write_model_card(out, base_model=model_config.model_name_or_path, midtrain=log)
         print(f"midtrained {model_config.model_name_or_path} -> {out}: {report.summary()}")
-    if args.push_to_hub:
-        trainer.model = final  # the Trainer's own push: saves the (merged) model, uploads output_dir
-        trainer.push_to_hub()
+    if push_to_hub and trainer.is_world_process_zero():
+        # our push, not the Trainer's: it checks the folder and keeps our model card (the Trainer writes its own)
+        from .hub import push
+
+        repo_id = args.hub_model_id or out.name
+        if "/" not in repo_id:
+            from huggingface_hub import whoami
+
+            repo_id = f"{whoami(token=args.hub_token)['name']}/{repo_id}"
+        info = push(out, repo_id, private=bool(args.hub_private_repo), revision=args.hub_revision, token=args.hub_token)
+        print(f"pushed {out} -> {info.commit_url}")
     return 0
