@@ -18,13 +18,12 @@ cell of length ``L`` holds prompts whose greedy answer ends within ``L`` tokens.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from .niah import NiahCell, exact_match, greedy_continuations, haystack_stream, niah_grid
+from .niah import NiahCell, greedy_continuations, haystack_stream, niah_grid, score_niah
 from .perplexity import long_documents, perplexity, short_windows, tokenize_documents, window_nll
 
 
@@ -115,24 +114,10 @@ class EvalPlan:
             )
 
     def _run_niah(self, model, tokenizer, finished: dict, record, batch_size: int) -> None:
-        for length in self.lengths:
+        for length in self.lengths:  # one length at a time: its rows batch together across depths
             cells = [c for (n, _), c in self.niah.items() if n == length and niah_key(n, c.depth) not in finished]
-            # rows of equal prompt width share batches, across depths
-            by_width: dict[int, list[tuple[NiahCell, int]]] = defaultdict(list)
-            for cell in cells:
-                by_width[cell.prompts.shape[1]] += [(cell, i) for i in range(len(cell.answers))]
-            hits: dict[str, list[bool]] = defaultdict(list)
-            for rows in by_width.values():
-                for start in range(0, len(rows), batch_size):
-                    chunk = rows[start : start + batch_size]
-                    prompts = torch.stack([cell.prompts[i] for cell, i in chunk])
-                    new_tokens = max(cell.max_new_tokens for cell, _ in chunk)
-                    outputs = greedy_continuations(model, prompts, new_tokens)
-                    for (cell, i), out in zip(chunk, outputs, strict=True):
-                        key = niah_key(cell.length, cell.depth)
-                        hits[key].append(exact_match(tokenizer.decode(out, skip_special_tokens=True), cell.answers[i]))
-                        if len(hits[key]) == len(cell.answers):
-                            record(key, sum(hits[key]) / len(hits[key]))
+            score_niah(model, tokenizer, cells, batch_size,
+                       on_cell=lambda cell, accuracy: record(niah_key(cell.length, cell.depth), accuracy))
 
     @staticmethod
     def _ruler_score(model, tokenizer, samples: list, batch_size: int) -> float:

@@ -22,7 +22,8 @@ the last position onto the vocabulary (``logits_to_keep=1``), never [sequence x 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -146,3 +147,38 @@ def exact_match(prediction: str, answer: str) -> bool:
 def answer_prefix() -> str:
     """The text between the prompt and the answer digits (the template's answer starts with a space)."""
     return ANSWER.split("{")[0]
+
+
+def score_niah(
+    model,
+    tokenizer,
+    cells: Iterable[NiahCell],
+    batch_size: int = 1,
+    on_cell: Callable[[NiahCell, float], None] | None = None,
+) -> dict[tuple[int, float], float]:
+    """Exact-match accuracy of each cell; rows of equal prompt width share batches across cells.
+
+    Args:
+        on_cell: Called with each cell and its accuracy as soon as its last row is scored (progress, state).
+
+    Returns:
+        ``{(length, depth): accuracy}``.
+    """
+    by_width: dict[int, list[tuple[NiahCell, int]]] = defaultdict(list)
+    for cell in cells:
+        by_width[cell.prompts.shape[1]] += [(cell, i) for i in range(len(cell.answers))]
+    hits: dict[tuple[int, float], list[bool]] = defaultdict(list)
+    accuracy = {}
+    for rows in by_width.values():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            prompts = torch.stack([cell.prompts[i] for cell, i in chunk])
+            outputs = greedy_continuations(model, prompts, max(cell.max_new_tokens for cell, _ in chunk))
+            for (cell, i), out in zip(chunk, outputs, strict=True):
+                key = (cell.length, cell.depth)
+                hits[key].append(exact_match(tokenizer.decode(out, skip_special_tokens=True), cell.answers[i]))
+                if len(hits[key]) == len(cell.answers):
+                    accuracy[key] = sum(hits[key]) / len(hits[key])
+                    if on_cell is not None:
+                        on_cell(cell, accuracy[key])
+    return accuracy

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from hf_longrope2 import eval_tasks
+from hf_longrope2 import niah
 from hf_longrope2.corpus import load_texts
 from hf_longrope2.eval_tasks import EvalPlan
 from hf_longrope2.losses import full_logits_nll
@@ -93,7 +93,7 @@ def test_niah_scores_follow_a_known_oracle(tok, monkeypatch):
             rows.append(tok(" " + answer + ".", add_special_tokens=False)["input_ids"][:max_new_tokens])
         return torch.tensor(rows)
 
-    monkeypatch.setattr(eval_tasks, "greedy_continuations", oracle)
+    monkeypatch.setattr(niah, "greedy_continuations", oracle)
     texts = load_texts("builtin:pydoc")
     plan = EvalPlan.build(tok, texts, _args(lengths=[640, 900]), original_window=512)
     recorded = {}
