@@ -48,8 +48,12 @@ class EvalPlan:
         return len(self.niah) + len(self.ppl) + 1 + len(self.ruler) + (1 if self.lm_eval_tasks else 0)
 
     @classmethod
-    def build(cls, tokenizer, texts: Sequence[str], args, original_window: int) -> EvalPlan:
+    def build(
+        cls, tokenizer, texts: Sequence[str], args, original_window: int, ppl_texts: Sequence[str] | None = None
+    ) -> EvalPlan:
         """Tokenise `texts` and build every sample `args` (an [`EvalArguments`]) asks for.
+
+        `ppl_texts` (default: `texts`) supply the perplexity documents and the short windows.
 
         Raises:
             ValueError: when the documents cannot supply a cell (before any model is loaded).
@@ -61,11 +65,12 @@ class EvalPlan:
         separator = tokenizer("\n\n", add_special_tokens=False)["input_ids"]
         stream = haystack_stream(documents, separator, max(lengths), seed=args.seed)
         niah = niah_grid(tokenizer, stream, lengths, args.depths, args.needles_per_cell, seed=args.seed)
+        ppl_documents = documents if ppl_texts is None else tokenize_documents(tokenizer, ppl_texts)
         ppl = {
-            length: long_documents(documents, length, args.ppl_documents, seed=args.seed)
+            length: long_documents(ppl_documents, length, args.ppl_documents, seed=args.seed)
             for length in (list(args.ppl_lengths) or lengths)
         }
-        short = short_windows(documents, original_window, args.short_windows, seed=args.seed)
+        short = short_windows(ppl_documents, original_window, args.short_windows, seed=args.seed)
         ruler = {}
         for task in args.ruler_tasks:
             for length in list(args.ruler_lengths) or lengths:

@@ -79,6 +79,10 @@ class EvalArguments:
             "or builtin:pydoc / builtin:stdlib (offline, the default)"
         },
     )
+    ppl_dataset: str | None = field(
+        default=None,
+        metadata={"help": "Documents for perplexity and retention, if not --dataset (e.g. builtin:stdlib: long files)"},
+    )
     dataset_split: str = field(default="validation", metadata={"help": "Split of a Hub dataset"})
     dataset_config: str | None = field(default=None, metadata={"help": "Config name of a Hub dataset"})
     text_column: str = field(default="text", metadata={"help": "Column holding the text (Hub, jsonl, json, parquet)"})
@@ -216,14 +220,12 @@ def evaluate_models(
     started = time.perf_counter()
     configs = {s.name: s.config if s.config is not None else AutoConfig.from_pretrained(s.path) for s in specs}
     window = original_window(configs[specs[0].name])
-    texts = load_texts(
-        args.dataset,
-        split=args.dataset_split,
-        text_column=args.text_column,
-        config_name=args.dataset_config,
-        max_documents=args.max_documents,
-    )
-    plan = EvalPlan.build(tokenizer, texts, args, window)
+    def read(dataset: str) -> list[str]:
+        return load_texts(dataset, split=args.dataset_split, text_column=args.text_column,
+                          config_name=args.dataset_config, max_documents=args.max_documents)
+
+    texts = read(args.dataset)
+    plan = EvalPlan.build(tokenizer, texts, args, window, read(args.ppl_dataset) if args.ppl_dataset else None)
     state = state if state is not None else {}
     cells = state.setdefault("cells", {})
     from tqdm.auto import tqdm

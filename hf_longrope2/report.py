@@ -116,7 +116,8 @@ def report_markdown(report: dict) -> str:
     parts = [
         "# Long-context evaluation",
         "",
-        f"Original window (first model): {window:,} tokens. Haystack and documents: `{s['dataset']}`. "
+        f"Original window (first model): {window:,} tokens. Haystack: `{s['dataset']}`; perplexity documents: "
+        f"`{s.get('ppl_dataset') or s['dataset']}`. "
         f"{s['needles_per_cell']} needles per NIAH cell, depths {s['depths']}. Wall time {report['wall_time_s']:.1f} s.",
         "",
         "## Summary",

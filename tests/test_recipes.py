@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-STAGES = ("search.yaml", "midtrain.yaml")
+STAGES = ("search.yaml", "midtrain.yaml", "evaluate.yaml")
 
 
 def _yamls():
@@ -24,6 +24,11 @@ def _parse(path: Path) -> list:
         from hf_longrope2.search import SearchArguments
 
         return [parse_dataclass(SearchArguments, ["--config", str(path)], "test", "")]
+    if path.name == "evaluate.yaml":
+        from hf_longrope2.cli import parse_dataclass
+        from hf_longrope2.evaluate import EvalArguments
+
+        return [parse_dataclass(EvalArguments, ["--config", str(path)], "test", "")]
     from hf_longrope2.midtrain import make_parser
 
     overrides = [x for key, value in CPU_OVERRIDES.items() for x in (f"--{key}", value)]
@@ -50,4 +55,5 @@ def test_recipe_parses_and_starts_with_its_launch_command(path):
 
 def test_there_are_recipes():
     names = {f"{p.parent.name}/{p.name}" for p in _yamls()}
-    assert {"tiny/midtrain.yaml", "llama3-8b-128k/search.yaml", "smollm2-135m-32k/search.yaml"} <= names
+    assert {"tiny/midtrain.yaml", "llama3-8b-128k/search.yaml", "smollm2-135m-32k/search.yaml",
+            "smollm2-135m-32k/evaluate.yaml", "llama3-8b-128k/evaluate.yaml"} <= names
