@@ -189,3 +189,30 @@ def greedy_generate(
         eos_token_id=None,
     )
     return out.sequences, torch.stack(out.logits, 1)
+
+
+SAMPLE_TEXT = "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness. "
+
+
+def tiny_search_output(root: str | Path, name: str = "out") -> Path:
+    """Run the real `hf-longrope2 search` (512 tokens, a few seconds) on a tiny Llama and local text under `root`.
+
+    Returns the output folder `root / name`: an extended model with its search log, plots and card.
+    """
+    import pytest
+
+    from .search import main as search
+
+    root = Path(root)
+    save_tiny_model(root / "tiny")
+    (root / "text").mkdir()
+    for i in range(6):
+        (root / "text" / f"book{i}.txt").write_text(f"Book {i}. " + SAMPLE_TEXT * (30 + 5 * i))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_LONGROPE2_CACHE", str(root / "cache"))
+        code = search(["--model", str(root / "tiny"), "--dataset", str(root / "text"), "--output_dir",
+                       str(root / name), "--target-length", "512", "--population", "8", "--iterations", "2",
+                       "--num-samples", "2"])
+    if code != 0:
+        raise RuntimeError(f"the tiny search failed with exit code {code}")
+    return root / name

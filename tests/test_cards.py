@@ -11,28 +11,15 @@ from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from hf_longrope2 import cards
-from hf_longrope2.testing import char_tokenizer, extended_pair, save_tiny_model
+from hf_longrope2.testing import char_tokenizer, extended_pair, tiny_search_output
 
 ROOT = Path(__file__).resolve().parents[1]
-TEXT = "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness. "
 
 
 @pytest.fixture(scope="module")
 def search_output(tmp_path_factory) -> Path:
     """A folder written by the real `hf-longrope2 search` (its card is rendered inside a temporary folder)."""
-    from hf_longrope2.search import main as search
-
-    root = tmp_path_factory.mktemp("cards")
-    save_tiny_model(root / "tiny")
-    (root / "text").mkdir()
-    for i in range(6):
-        (root / "text" / f"book{i}.txt").write_text(f"Book {i}. " + TEXT * (30 + 5 * i))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_LONGROPE2_CACHE", str(root / "cache"))
-        assert search(["--model", str(root / "tiny"), "--dataset", str(root / "text"), "--output_dir",
-                       str(root / "tiny-512"), "--target-length", "512", "--population", "8", "--iterations", "2",
-                       "--num-samples", "2"]) == 0
-    return root / "tiny-512"
+    return tiny_search_output(tmp_path_factory.mktemp("search"), "tiny-512")
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,8 @@ import pytest
 from hf_longrope2 import cli
 from hf_longrope2.cards import write_model_card
 from hf_longrope2.serving import export_for_serving
-from hf_longrope2.testing import char_tokenizer, extended_pair, save_tiny_model
+from hf_longrope2.testing import char_tokenizer, extended_pair, save_tiny_model, tiny_search_output
 
-TEXT = "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness. "
 REPO = "my-org/tiny-longrope2"
 JUNK = [".search-state/state.json", "checkpoint-2/model.safetensors", "__pycache__/rope.cpython-311.pyc",
         "config.json.tmp", ".README.tmp123.md"]
@@ -137,19 +136,7 @@ def _dry_run_files(out: str) -> dict[str, int]:
 @pytest.fixture(scope="module")
 def search_output(tmp_path_factory) -> Path:
     """A folder written by the real `hf-longrope2 search` on the tiny Llama (a few seconds)."""
-    from hf_longrope2.search import main as search
-
-    root = tmp_path_factory.mktemp("search")
-    save_tiny_model(root / "tiny")
-    (root / "text").mkdir()
-    for i in range(6):
-        (root / "text" / f"book{i}.txt").write_text(f"Book {i}. " + TEXT * (30 + 5 * i))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_LONGROPE2_CACHE", str(root / "cache"))
-        assert search(["--model", str(root / "tiny"), "--dataset", str(root / "text"), "--output_dir",
-                       str(root / "out"), "--target-length", "512", "--population", "8", "--iterations", "2",
-                       "--num-samples", "2"]) == 0
-    return root / "out"
+    return tiny_search_output(tmp_path_factory.mktemp("search"), "out")
 
 
 def test_dry_run_of_a_search_output_lists_exactly_the_upload(search_output, hub, capsys, tmp_path):
