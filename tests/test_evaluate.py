@@ -177,3 +177,18 @@ def test_recipe_script_reaches_the_same_main():
     out = subprocess.run([sys.executable, str(ROOT / "recipes" / "evaluate.py"), "--help"], capture_output=True,
                          text=True, check=True).stdout
     assert "--needles_per_cell" in out or "--needles-per-cell" in out
+
+
+@pytest.mark.gpu
+def test_eval_on_a_gpu_in_bfloat16(models, tmp_path):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    out = tmp_path / "report"
+    assert cli.main(_argv(models, out, "--device", "cuda", "--dtype", "auto", "--attn-implementation", "sdpa",
+                          "--batch-size", "4")) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["device"] == "cuda" and report["settings"]["dtype"] == "auto"  # auto = bfloat16 on GPU
+    yarn, base = report["models"]["yarn"], report["models"]["base"]
+    assert yarn["short"]["ppl"] == pytest.approx(base["short"]["ppl"], rel=1e-3)
