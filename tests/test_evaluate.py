@@ -192,3 +192,23 @@ def test_eval_on_a_gpu_in_bfloat16(models, tmp_path):
     assert report["settings"]["device"] == "cuda" and report["settings"]["dtype"] == "auto"  # auto = bfloat16 on GPU
     yarn, base = report["models"]["yarn"], report["models"]["base"]
     assert yarn["short"]["ppl"] == pytest.approx(base["short"]["ppl"], rel=1e-3)
+
+
+def test_smollm2_results_file_copies_the_report(report_dir, tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import smollm2_results
+
+    report = json.loads((report_dir / "report.json").read_text())
+    models = report["models"]
+    report["models"] = {"original": models["base"], "yarn_midtrain": models["yarn"], "ntk_midtrain": models["yarn"],
+                        "longrope2": models["yarn"]}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    out = tmp_path / "smollm2.json"
+    assert smollm2_results.main(["--report", str(tmp_path / "report.json"), "--device", "cpu", "--output", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert set(result["methods"]) == {"original", "yarn_midtrain", "ntk_midtrain", "longrope2"}
+    assert result["methods"]["original"]["niah"] == models["base"]["niah_mean"]
+    assert result["methods"]["longrope2"]["ppl_short"] == models["yarn"]["short"]["ppl"] and result["device"] == "cpu"
+    report["models"].pop("ntk_midtrain")
+    with pytest.raises(ValueError, match=r"no models named \['ntk_midtrain'\]"):
+        smollm2_results.results_from_report(report, "cpu")
