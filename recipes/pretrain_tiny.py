@@ -114,15 +114,15 @@ tags:
 
 A {num_params / 1e6:.2f}M-parameter Llama with the original RoPE and a {args.window}-token window, pretrained by
 `recipes/pretrain_tiny.py` (seed {args.seed}) on text every Python installation carries: the standard library's
-sources and its pydoc documentation, plus synthetic key-to-value recall rows (the needle template of
-`hf_longrope2.needles` with random keys and 7-digit numbers). It exists so the LongRoPE2 pipeline (search,
+sources and its pydoc documentation, plus synthetic rows that teach copying and recall: repeated pieces, key-to-value
+snippets and the needle template of `hf_longrope2.needles` (random keys, 7-digit numbers). It exists so the LongRoPE2 pipeline (search,
 midtraining, evaluation) can run, and show context extension working or failing, on a laptop CPU with no hub.
 It is not a useful language model.
 
 - architecture: {args.num_hidden_layers} layers, hidden {args.hidden_size}, MLP {args.intermediate_size}, {args.num_attention_heads} heads ({args.num_key_value_heads} KV heads), head_dim {args.hidden_size // args.num_attention_heads}, rope_theta {args.rope_theta:g}, tied embeddings
 - tokenizer: byte-level BPE, {log['vocab_size']} tokens, trained on the same corpus, one token per digit
-- training: {args.max_steps} steps x {args.batch_size} rows x {args.window} tokens = {log['tokens']:,} tokens, AdamW peak lr {args.learning_rate}, {int(100 * args.recall_fraction)}% recall rows, answer weight {args.answer_weight}
-- wall time: {log['wall_time_s'] / 60:.1f} min on {args.threads} CPU threads ({log['device']}); final loss {log['final_loss']:.3f}
+- training: {args.max_steps} steps x {args.batch_size} rows x {args.window} tokens = {log['tokens']:,} tokens, AdamW peak lr {args.learning_rate}, {int(100 * args.recall_fraction)}% of rows repeats / key-value snippets / needle samples, answer weight {args.answer_weight}
+- wall time: {log['wall_time_s'] / 60:.1f} min, {log['device']}; final loss {log['final_loss']:.3f}
 - note: the evaluation's default haystack (pydoc) is part of the pretraining text; the needles never are
 
 ## Quality gate (measured after training)
