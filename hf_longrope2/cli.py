@@ -283,6 +283,12 @@ def convert_gguf_main(argv: Sequence[str]) -> int:
     return convert(argv)
 
 
+def demo_main(argv: Sequence[str]) -> int:
+    from .demo import main as demo
+
+    return demo(argv)
+
+
 def check_main(argv: Sequence[str]) -> int:
     from .selfcheck import main as selfcheck_main
 
@@ -299,6 +305,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "eval": (eval_main, "needle-in-a-haystack grid, perplexity vs length, short-window retention -> report + PNGs"),
     "push": (push_main, "validate an extended model folder and upload it to the Hub (--dry-run lists the files)"),
     "convert-gguf": (convert_gguf_main, "turn a local GGUF file into a regular HF folder (safetensors, tokenizer)"),
+    "demo": (demo_main, "the whole method on the embedded tiny base (search, midtrain, eval) on a CPU in minutes"),
     "check": (check_main, "end-to-end self-check of the rope type on tiny random models of every architecture"),
 }
 

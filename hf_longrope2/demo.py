@@ -1,0 +1,217 @@
+"""``hf-longrope2 demo``: the whole method on the embedded tiny base, on a laptop CPU, with no hub.
+
+```bash
+hf-longrope2 demo                          # ~10 min on 2 CPU cores -> longrope2-demo/
+hf-longrope2 demo --quick                  # ~2 min (CI): fewer candidates, steps and needles
+hf-longrope2 demo --output-dir d --resume  # skip the stages an interrupted run finished
+```
+
+Stages, each written atomically into its own folder of ``--output-dir`` (so ``--resume`` reruns only what is
+missing):
+
+1. ``search/``: needle-driven LongRoPE2 factor search from the 256-token window to 8x (2048 tokens) on
+   Python's documentation (``hf-longrope2 search``): the search-only extended model;
+2. ``pi/``, ``ntk/``, ``yarn/``: the same base extended with the classic factor vectors (``hf-longrope2 extend``);
+3. ``longrope2/``: mixed-context-window midtraining of the searched model on the standard library's sources
+   (``hf-longrope2 midtrain``): **the extended model** (loads with ``trust_remote_code=True``);
+4. ``report/``: ``hf-longrope2 eval`` of original / PI / NTK / YaRN / LongRoPE2 search-only / LongRoPE2
+   search + midtrain at 1x, 2x, 4x and 8x the window: ``report.md``, ``report.json`` and PNGs.
+
+The summary table is printed at the end. Nothing here is tuned on the evaluation samples: the search uses its
+own needle samples (seed 0), the evaluation others (seed 1).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+METHODS = ("pi", "ntk", "yarn")
+DATASET = "builtin:pydoc"  # needle haystacks and perplexity documents (midtraining reads builtin:stdlib)
+
+
+@dataclass
+class DemoArguments:
+    output_dir: str = field(default="longrope2-demo", metadata={"help": "Folder for every stage and the report"})
+    quick: bool = field(default=False, metadata={"help": "A smaller run for CI (about 2 minutes on 2 cores)"})
+    resume: bool = field(default=False, metadata={"help": "Keep finished stages of an earlier run in --output-dir"})
+    overwrite: bool = field(default=False, metadata={"help": "Start over in a non-empty --output-dir"})
+    scale: int = field(default=8, metadata={"help": "Extension factor: target length = scale x the base window"})
+    seed: int = field(default=0, metadata={"help": "Seed of the search, the midtraining and (+1) the evaluation"})
+
+    def __post_init__(self) -> None:
+        if self.scale < 2:
+            raise ValueError(f"--scale must be >= 2, got {self.scale}")
+        if self.resume and self.overwrite:
+            raise ValueError("--resume keeps finished stages and --overwrite deletes them: pass one of them")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much work each stage does (full run vs --quick)."""
+
+    population: int
+    iterations: int
+    search_samples: int  # at most 6: builtin:pydoc has 6 documents longer than 2048 tokens
+    midtrain_steps: int
+    needles: int
+    depths: tuple[float, ...]
+    ppl_documents: int
+    ruler_samples: int = 0  # per (task, length) cell at 2x-8x the window; 0: no RULER-style tasks
+
+
+FULL = Budget(population=16, iterations=4, search_samples=6, midtrain_steps=150, needles=6,
+              depths=(0.0, 0.25, 0.5, 0.75, 1.0), ppl_documents=3, ruler_samples=2)
+QUICK = Budget(population=4, iterations=1, search_samples=2, midtrain_steps=6, needles=2, depths=(0.0, 0.5, 1.0),
+               ppl_documents=1)
+# benchmarks/micro_reproduction.py: 11 models per seed, so fewer needles than the demo and no RULER tasks
+MICRO = Budget(population=16, iterations=4, search_samples=6, midtrain_steps=60, needles=4,
+               depths=(0.0, 0.5, 1.0), ppl_documents=2)
+
+
+def midtrain_config(model: Path, output_dir: Path, target_length: int, steps: int, seed: int,
+                    short_fraction: float = 0.3) -> dict:
+    """The midtraining recipe of the demo (written next to its output as ``midtrain.yaml``)."""
+    import torch
+
+    return {
+        "model_name_or_path": str(model),
+        "output_dir": str(output_dir),
+        "trainer": "sft",
+        "target_length": target_length,
+        "mixture": [{"name": "stdlib-sources", "dataset": "builtin:stdlib", "weight": 1.0}],
+        "short_fraction": short_fraction,
+        "max_steps": steps,
+        "per_device_train_batch_size": 2,
+        "learning_rate": 1e-4,  # small, as in the paper: 3e-4 cost the tiny base 28% of its short-window quality
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": max(1, steps // 10),
+        "logging_steps": max(1, steps // 6),
+        "save_strategy": "no",
+        "report_to": "none",
+        "seed": seed,
+        "use_cpu": not torch.cuda.is_available(),
+        "bf16": False,
+        "gradient_checkpointing": False,
+        "dataset_num_proc": 1,
+    }
+
+
+def stage(name: str, folder: Path, resume: bool, run) -> bool:
+    """Run one stage unless `resume` and its folder is complete; True when it ran."""
+    if resume and ((folder / "config.json").exists() or (folder / "report.json").exists()):
+        print(f"[demo] {name}: kept from the earlier run ({folder})")
+        return False
+    started = time.perf_counter()
+    print(f"[demo] {name} -> {folder}", flush=True)
+    code = run()
+    if code != 0:
+        raise RuntimeError(f"demo stage {name!r} failed with exit code {code}")
+    print(f"[demo] {name}: {time.perf_counter() - started:.0f} s", flush=True)
+    return True
+
+
+def search_stage(base: Path, target: int, out: Path, budget: Budget, seed: int, resume: bool,
+                 objective: str = "needle") -> bool:
+    """``hf-longrope2 search`` of the LongRoPE2 factors of `base` to `target` tokens into `out`."""
+    from . import search
+
+    return stage(f"search ({objective})", out, resume, lambda: search.main([
+        "--model", str(base), "--target-length", str(target), "--dataset", DATASET, "--output-dir", str(out),
+        "--population", str(budget.population), "--parents", str(max(2, budget.population // 2)),
+        "--iterations", str(budget.iterations), "--num-samples", str(budget.search_samples),
+        "--candidates-per-step", str(budget.population), "--seed", str(seed), "--objective", objective,
+        "--overwrite",
+    ]))
+
+
+def extend_stage(base: Path, method: str, target: int, out: Path, resume: bool) -> bool:
+    """``hf-longrope2 extend`` of `base` with the `method` factor vector (pi, ntk or yarn)."""
+    from . import cli
+
+    return stage(method, out, resume, lambda: cli.main([
+        "extend", "--model", str(base), "--method", method, "--target-length", str(target), "--output-dir", str(out),
+        "--overwrite",
+    ]))
+
+
+def midtrain_stage(model: Path, out: Path, target: int, steps: int, seed: int, resume: bool,
+                   short_fraction: float = 0.3) -> bool:
+    """``hf-longrope2 midtrain`` of the extended `model` into `out` (its recipe saved as ``out.yaml``)."""
+    import yaml
+
+    from . import midtrain
+
+    recipe = midtrain_config(model, out, target, steps, seed, short_fraction)
+    config = out.with_name(out.name + ".yaml")
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"# hf-longrope2 midtrain --config {config.name}   (written by hf-longrope2 demo)\n"
+                      + yaml.safe_dump(recipe))
+    return stage(f"midtrain {model.name} -> {out.name}", out, resume, lambda: midtrain.main(["--config", str(config)]))
+
+
+def eval_stage(models: dict[str, Path], out: Path, lengths: Sequence[int], budget: Budget, seed: int,
+               resume: bool) -> bool:
+    """``hf-longrope2 eval`` of `models` (base first) into `out`."""
+    from . import evaluate
+
+    argv = ["--output-dir", str(out), "--lengths", *map(str, lengths), "--depths", *map(str, budget.depths),
+            "--needles-per-cell", str(budget.needles), "--ppl-documents", str(budget.ppl_documents),
+            "--dataset", DATASET, "--seed", str(seed), "--overwrite"]
+    if budget.ruler_samples:
+        argv += ["--ruler-samples", str(budget.ruler_samples), "--ruler-lengths", *map(str, lengths[1:])]
+    else:
+        argv += ["--ruler-tasks", "none"]
+    if resume and Path(f"{out}.eval-state").exists():
+        argv.append("--resume")  # an interrupted evaluation continues from its finished cells
+    for name, path in models.items():
+        argv += ["--model", str(path), "--name", name]
+    return stage("evaluate", out, resume, lambda: evaluate.main(argv))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``hf-longrope2 demo``."""
+    import json
+    import shutil
+
+    from transformers import AutoConfig
+
+    from . import cli
+    from .atomic import check_output_dir
+    from .embedded import tiny_base_path
+
+    args = cli.parse_dataclass(DemoArguments, sys.argv[1:] if argv is None else argv, "hf-longrope2 demo",
+                               "LongRoPE2 end to end on the embedded tiny base model.")
+    budget = QUICK if args.quick else FULL
+    out = Path(args.output_dir)
+    if not args.resume:
+        check_output_dir(out, args.overwrite)
+        if out.exists():
+            shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    base = tiny_base_path()
+    window = AutoConfig.from_pretrained(base).max_position_embeddings
+    target = args.scale * window
+    started = time.perf_counter()
+    search_stage(base, target, out / "search", budget, args.seed, args.resume)
+    for method in METHODS:
+        extend_stage(base, method, target, out / method, args.resume)
+    midtrain_stage(out / "search", out / "longrope2", target, budget.midtrain_steps, args.seed, args.resume)
+    models = {"original": base, "pi": out / "pi", "ntk": out / "ntk", "yarn": out / "yarn",
+              "longrope2_search": out / "search", "longrope2": out / "longrope2"}
+    lengths = [window * k for k in (1, 2, 4, 8) if window * k <= target]
+    ran = eval_stage(models, out / "report", lengths, budget, args.seed + 1, args.resume)
+    report = json.loads((out / "report" / "report.json").read_text())
+    if not ran:
+        from .report import summary_table
+
+        print(summary_table(report))
+    from .cards import card_inputs, write_model_card
+
+    write_model_card(out / "longrope2", **card_inputs(out / "longrope2"), report=report, report_model="longrope2")
+    print(f"[demo] done in {time.perf_counter() - started:.0f} s: extended model {out / 'longrope2'}, "
+          f"report {out / 'report' / 'report.md'}")
+    return 0
