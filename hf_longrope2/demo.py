@@ -13,7 +13,8 @@ missing):
    Python's documentation (``hf-longrope2 search``): the search-only extended model;
 2. ``pi/``, ``ntk/``, ``yarn/``: the same base extended with the classic factor vectors (``hf-longrope2 extend``);
 3. ``longrope2/``: mixed-context-window midtraining of the searched model on the standard library's sources
-   (``hf-longrope2 midtrain``): **the extended model** (loads with ``trust_remote_code=True``);
+   and documentation paragraphs (``hf-longrope2 midtrain``): **the extended model** (loads with
+   ``trust_remote_code=True``);
 4. ``report/``: ``hf-longrope2 eval`` of original / PI / NTK / YaRN / LongRoPE2 search-only / LongRoPE2
    search + midtrain at 1x, 2x, 4x and 8x the window: ``report.md``, ``report.json`` and PNGs.
 
@@ -68,7 +69,7 @@ FULL = Budget(population=16, iterations=4, search_samples=6, midtrain_steps=150,
 QUICK = Budget(population=4, iterations=1, search_samples=2, midtrain_steps=6, needles=2, depths=(0.0, 0.5, 1.0),
                ppl_documents=1)
 # benchmarks/micro_reproduction.py: 11 models per seed, so fewer needles than the demo and no RULER tasks
-MICRO = Budget(population=16, iterations=4, search_samples=6, midtrain_steps=60, needles=4,
+MICRO = Budget(population=16, iterations=4, search_samples=6, midtrain_steps=40, needles=4,
                depths=(0.0, 0.5, 1.0), ppl_documents=2)
 
 
@@ -82,7 +83,11 @@ def midtrain_config(model: Path, output_dir: Path, target_length: int, steps: in
         "output_dir": str(output_dir),
         "trainer": "sft",
         "target_length": target_length,
-        "mixture": [{"name": "stdlib-sources", "dataset": "builtin:stdlib", "weight": 1.0}],
+        # every stdlib file is longer than the 256-token window: the pydoc paragraphs supply the short documents
+        "mixture": [
+            {"name": "stdlib-sources", "dataset": "builtin:stdlib", "weight": 0.7},
+            {"name": "pydoc-paragraphs", "dataset": "builtin:pydoc", "unit": "paragraph", "weight": 0.3},
+        ],
         "short_fraction": short_fraction,
         "max_steps": steps,
         "per_device_train_batch_size": 2,
