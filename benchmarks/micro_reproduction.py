@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
                      "budget": budget.__dict__ | {"depths": list(budget.depths)}, "quick": args.quick,
                      "midtrain_tokens_per_run": budget.midtrain_steps * 2 * 8 * window,
                      "base": "hf_longrope2/tiny_base", "dataset": "builtin:pydoc (eval, search)",
-                     "midtrain_data": "builtin:stdlib"},
+                     "midtrain_data": "builtin:stdlib (long) + builtin:pydoc paragraphs (short), short_fraction "
+                                      "0.3 (long_only: 0), lr 1e-4"},
         "versions": versions(),
         "wall_time_s": round(time.perf_counter() - started, 1),
         "command": "python benchmarks/micro_reproduction.py " + " ".join(argv if argv is not None else sys.argv[1:]),
