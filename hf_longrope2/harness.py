@@ -11,6 +11,12 @@ is (same weights, same longrope2 rotary), so short-context tasks measure exactly
 perplexity numbers describe. lm-eval's RULER tasks (``ruler``, ``niah_single_1``, ...) take their lengths
 from ``metadata={"max_seq_lengths": [...]}``, passed through `max_seq_lengths`. ``include_path`` adds a
 folder of task YAMLs (local datasets work offline).
+
+lm-eval right-pads loglikelihood batches and calls the model without an attention mask, so at
+``batch_size > 1`` a short request would count its padding as part of its document and could cross the
+original window. [`padding_aware_hflm`] records each row's length where lm-eval pads the batch and passes the
+matching attention mask, from which the model numbers positions per row: every request scores the same at any
+batch size.
 """
 
 from __future__ import annotations
@@ -26,6 +32,45 @@ def _require_lm_eval():
         raise ValueError(
             "--lm-eval-tasks needs lm-evaluation-harness: pip install 'hf-longrope2[eval]' (or pip install lm-eval)"
         ) from exc
+
+
+def padding_aware_hflm(model, tokenizer, batch_size: int = 1):
+    """lm-eval's ``HFLM`` around `model`, with an attention mask on its right-padded loglikelihood batches."""
+    _require_lm_eval()
+    import lm_eval.models.huggingface as hf_module
+    import torch
+
+    class PaddingAwareHFLM(hf_module.HFLM):
+        _row_lengths: list[int] | None = None
+
+        def _loglikelihood_tokens(self, *args, **kwargs):
+            # lm-eval builds each batch with the module-level `pad_and_concat`; record the rows' lengths there,
+            # and put the function back afterwards.
+            original = hf_module.pad_and_concat
+
+            def recording(max_length, tensors, padding_side="right"):
+                self._row_lengths = [t.shape[-1] for t in tensors]
+                return original(max_length, tensors, padding_side=padding_side)
+
+            hf_module.pad_and_concat = recording
+            try:
+                return super()._loglikelihood_tokens(*args, **kwargs)
+            finally:
+                hf_module.pad_and_concat = original
+                self._row_lengths = None
+
+        def _model_call(self, inps, attn_mask=None, labels=None):
+            lengths, self._row_lengths = self._row_lengths, None
+            if attn_mask is not None or labels is not None or lengths is None or len(lengths) != inps.shape[0]:
+                return super()._model_call(inps, attn_mask=attn_mask, labels=labels)
+            mask = torch.arange(inps.shape[1], device=inps.device)[None] < torch.tensor(lengths, device=inps.device)[:, None]
+            autocast = torch.autocast(device_type=self.device.type, dtype=self.mixed_precision_dtype,
+                                      enabled=self.mixed_precision_dtype is not None)
+            with torch.no_grad(), autocast:
+                return self.model(input_ids=inps, attention_mask=mask.long()).logits
+
+    device = next(model.parameters()).device
+    return PaddingAwareHFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(device))
 
 
 def run_lm_eval(
@@ -47,7 +92,6 @@ def run_lm_eval(
     """
     _require_lm_eval()
     from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
     manager = TaskManager(include_path=include_path) if include_path else TaskManager()
@@ -57,8 +101,7 @@ def run_lm_eval(
 
         hints = {t: difflib.get_close_matches(t, manager.all_tasks, n=3) for t in unknown}
         raise ValueError(f"lm-eval does not know the tasks {unknown} (close matches: {hints})")
-    device = next(model.parameters()).device
-    wrapped = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, device=str(device))
+    wrapped = padding_aware_hflm(model, tokenizer, batch_size)
     metadata = {"max_seq_lengths": list(max_seq_lengths)} if max_seq_lengths else None
     output = simple_evaluate(
         model=wrapped,

@@ -8,6 +8,7 @@ the original window (see [`LongRoPE2GenerationMixin`]). Shipped with saved model
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -75,8 +76,45 @@ def cache_needs_recompute(
     return bool(crossed.any())
 
 
+def positions_from_attention_mask(attention_mask: torch.Tensor, sequence_length: int) -> torch.Tensor:
+    """Position ids of the last `sequence_length` tokens, counted over the tokens `attention_mask` keeps.
+
+    The rule of ``generate()``: real tokens are numbered 0, 1, 2, ... within their row, padding tokens get 0.
+    So a right-padded row holds one document as long as its real tokens (the pads form runs of one), and a
+    left-padded row starts at 0 like the row alone: each row's window is chosen as if it were alone.
+    """
+    positions = attention_mask.long().cumsum(-1) - 1
+    positions = positions.masked_fill(attention_mask == 0, 0)
+    return positions[:, -sequence_length:]
+
+
+def _forward_with_mask_positions(cls: type):
+    """`cls`'s stock ``forward`` (same signature: the Trainer reads label names and columns from it), where a 2-D
+    `attention_mask` without `position_ids` numbers each row's kept tokens from 0 ([`positions_from_attention_mask`]),
+    so padding never counts towards a document's length."""
+    stock = next(base.__dict__["forward"] for base in cls.__mro__[1:]
+                 if "forward" in base.__dict__ and not getattr(base.__dict__["forward"], "_longrope2", False))
+
+    @functools.wraps(stock)
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, *args, **kwargs):
+        if position_ids is None and isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 2:
+            reference = input_ids if input_ids is not None else kwargs.get("inputs_embeds")
+            if reference is not None:
+                position_ids = positions_from_attention_mask(attention_mask, reference.shape[1])
+        return stock(self, input_ids, attention_mask, position_ids, *args, **kwargs)
+
+    forward._longrope2 = True
+    return forward
+
+
+# generate() hands the KV cache to `prepare_inputs_for_generation` as `past_key_values=` up to transformers 5.23
+# and as `cache=` from 5.24 on (5.24 still accepts `past_key_values`, deprecated until 5.40). Both names are read,
+# and the cache goes on under the name it came in.
+CACHE_ARGUMENTS = ("cache", "past_key_values")
+
+
 class LongRoPE2GenerationMixin:
-    """Recompute the KV cache at the step where a document crosses the original window."""
+    """Per-row windows for padded batches, and one KV-cache recompute at the step a document crosses the window."""
 
     def __init__(self, config, *args, **kwargs) -> None:
         super().__init__(config, *args, **kwargs)
@@ -87,17 +125,27 @@ class LongRoPE2GenerationMixin:
         nested = [v for v in params.values() if isinstance(v, dict)] or [params]
         return [p["original_max_position_embeddings"] for p in nested if p.get("rope_type") == ROPE_TYPE]
 
-    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, **kwargs):
-        if past_key_values is not None and not isinstance(past_key_values, (tuple, list)):
-            past_length = past_key_values.get_seq_length()
-            position_ids = kwargs.get("position_ids")
-            if any(
-                cache_needs_recompute(window, past_length, input_ids.shape[1], position_ids)
-                for window in self._longrope2_original_windows()
-            ):
-                past_key_values.reset()
-                kwargs["next_sequence_length"] = None
-        return super().prepare_inputs_for_generation(input_ids, past_key_values=past_key_values, **kwargs)
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.forward = _forward_with_mask_positions(cls)
+
+    def _reset_cache_at_crossing(self, input_ids: torch.Tensor, kwargs: dict) -> None:
+        """Empty the cache (in place) when this step moves some row's document past the original window."""
+        cache = next((kwargs[name] for name in CACHE_ARGUMENTS if kwargs.get(name) is not None), None)
+        if cache is None or isinstance(cache, (tuple, list)):
+            return
+        past_length = cache.get_seq_length()
+        position_ids = kwargs.get("position_ids")
+        if any(
+            cache_needs_recompute(window, past_length, input_ids.shape[1], position_ids)
+            for window in self._longrope2_original_windows()
+        ):
+            cache.reset()
+            kwargs["next_sequence_length"] = None  # feed the whole sequence again
+
+    def prepare_inputs_for_generation(self, input_ids, **kwargs):
+        self._reset_cache_at_crossing(input_ids, kwargs)
+        return super().prepare_inputs_for_generation(input_ids, **kwargs)
 
 
 class LongRoPE2LlamaForCausalLM(LongRoPE2GenerationMixin, LlamaForCausalLM):
@@ -119,9 +167,11 @@ class LongRoPE2Qwen3ForCausalLM(LongRoPE2GenerationMixin, Qwen3ForCausalLM):
 class LongRoPE2Phi3ForCausalLM(LongRoPE2GenerationMixin, Phi3ForCausalLM):
     config_class = LongRoPE2Phi3Config
 
-    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, **kwargs):
-        # Skip Phi3ForCausalLM's own override: it drops the cache by total length, which is the longrope rule.
-        return LongRoPE2GenerationMixin.prepare_inputs_for_generation(self, input_ids, past_key_values, **kwargs)
+    def prepare_inputs_for_generation(self, input_ids, **kwargs):
+        # Phi3ForCausalLM's own override drops the cache once, when the padded batch's total length passes the
+        # window (the longrope rule): wrong for a left-padded row that crosses later. Skip it; use the per-row rule.
+        self._reset_cache_at_crossing(input_ids, kwargs)
+        return super(Phi3ForCausalLM, self).prepare_inputs_for_generation(input_ids, **kwargs)
 
 
 class LongRoPE2GemmaForCausalLM(LongRoPE2GenerationMixin, GemmaForCausalLM):
