@@ -26,8 +26,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from .atomic import check_output_dir, save_atomically
-
-METHODS = ("pi", "ntk", "yarn")
+from .factors import METHODS
 
 
 def parse_dataclass(cls: type, argv: Sequence[str], prog: str, description: str):
@@ -82,20 +81,6 @@ def _rope_geometry(args: FactorsArguments) -> tuple[int, float, int]:
     return args.rotary_dim, args.rope_theta, args.original_length
 
 
-def baseline_factors(method: str, rotary_dim: int, rope_theta: float, original: int, target: int) -> list[float]:
-    """PI / NTK / YaRN factor vector for extending `original` to `target` tokens."""
-    from . import factors
-
-    scale = target / original
-    if method == "pi":
-        return factors.pi(rotary_dim, scale)
-    if method == "ntk":
-        return factors.ntk(rotary_dim, scale)
-    if method == "yarn":
-        return factors.yarn(rotary_dim, rope_theta, scale, original)
-    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-
-
 def factors_main(argv: Sequence[str]) -> int:
     from . import factors
 
@@ -111,8 +96,7 @@ def factors_main(argv: Sequence[str]) -> int:
         "max_position_embeddings": args.target_length,
         "critical_dim": factors.critical_dimension(dim, theta, original),
         "ten_period_dim": factors.ten_period_dimension(dim, theta, original),
-        "long_mscale": factors.longrope_mscale(args.target_length / original, original),
-        "long_factor": baseline_factors(args.method, dim, theta, original, args.target_length),
+        **factors.baseline(args.method, dim, theta, original, args.target_length),
     }
     print(json.dumps(out, indent=2))
     return 0
@@ -155,6 +139,7 @@ def extend_main(argv: Sequence[str]) -> int:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from . import factors
     from .extend import extend
     from .modeling_longrope2 import longrope2_parameters
     from .rope import rotary_dim_of
@@ -170,8 +155,7 @@ def extend_main(argv: Sequence[str]) -> int:
         spec = json.loads(Path(args.factors_file).read_text())
         if "long_factor" not in spec:
             raise ValueError(f"{args.factors_file} has no 'long_factor' key (found: {sorted(spec)})")
-        long_factor = spec["long_factor"]
-        extra = {k: spec[k] for k in ("critical_dim", "long_mscale") if k in spec}
+        extra = {k: spec[k] for k in ("long_factor", "critical_dim", "long_mscale") if k in spec}
     else:
         params = longrope2_parameters(model.config)
         original = (
@@ -179,16 +163,13 @@ def extend_main(argv: Sequence[str]) -> int:
             or params.get("original_max_position_embeddings")
             or model.config.max_position_embeddings
         )
-        long_factor = baseline_factors(
-            args.method,
-            rotary_dim_of(model.config, params),
-            float(params["rope_theta"]),
-            int(original),
+        # the method's own attention factor too: PI and NTK 1.0, YaRN 0.1 ln s + 1
+        extra = factors.baseline(
+            args.method, rotary_dim_of(model.config, params), float(params["rope_theta"]), int(original),
             args.target_length,
         )
     extend(
         model,
-        long_factor,
         original_max_position_embeddings=args.original_length,
         max_position_embeddings=args.target_length,
         **extra,

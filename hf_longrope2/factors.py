@@ -35,8 +35,15 @@ __all__ = [
     "yarn_attention_factor",
     "longrope2",
     "longrope_mscale",
+    "METHODS",
+    "attention_factor",
+    "baseline_factors",
+    "baseline",
     "is_monotone",
 ]
+
+#: The classic baselines, each with its own factor vector and attention factor ([`baseline`]).
+METHODS = ("pi", "ntk", "yarn")
 
 
 def _check_dims(rotary_dim: int) -> int:
@@ -166,6 +173,47 @@ def longrope_mscale(scale: float, original_max_position_embeddings: int) -> floa
     if scale <= 1:
         return 1.0
     return math.sqrt(1 + math.log(scale) / math.log(original_max_position_embeddings))
+
+
+def attention_factor(method: str, scale: float, original_max_position_embeddings: int) -> float:
+    """The cos/sin scale that belongs to `method` in the long window (``long_mscale`` of the extended model).
+
+    - ``pi`` and ``ntk``: 1.0 (neither rescales attention; transformers' ``linear`` and ``dynamic`` use 1.0);
+    - ``yarn``: ``0.1 ln(s) + 1`` (transformers' ``yarn`` default ``attention_factor``), 1.2079 at s = 8;
+    - ``longrope2`` (and LongRoPE): ``sqrt(1 + ln(s) / ln(L_orig))``, 1.1726 at s = 8, L_orig = 256.
+    """
+    if method in ("pi", "ntk"):
+        return 1.0
+    if method == "yarn":
+        return yarn_attention_factor(scale)
+    if method == "longrope2":
+        return longrope_mscale(scale, original_max_position_embeddings)
+    raise ValueError(f"method must be one of {(*METHODS, 'longrope2')}, got {method!r}")
+
+
+def baseline_factors(method: str, rotary_dim: int, rope_theta: float, original: int, target: int) -> list[float]:
+    """The PI / NTK / YaRN factor vector for extending `original` to `target` tokens."""
+    scale = target / original
+    if method == "pi":
+        return pi(rotary_dim, scale)
+    if method == "ntk":
+        return ntk(rotary_dim, scale)
+    if method == "yarn":
+        return yarn(rotary_dim, rope_theta, scale, original)
+    raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+
+
+def baseline(method: str, rotary_dim: int, rope_theta: float, original: int, target: int) -> dict[str, list[float] | float]:
+    """A baseline as the method defines it: ``{"long_factor": [...], "long_mscale": attention factor}``.
+
+    The keys are [`~hf_longrope2.extend`]'s arguments::
+
+        extend(model, **factors.baseline("yarn", 64, 1e5, 8192, 32768), max_position_embeddings=32768)
+    """
+    return {
+        "long_factor": baseline_factors(method, rotary_dim, rope_theta, original, target),
+        "long_mscale": attention_factor(method, target / original, original),
+    }
 
 
 def longrope2(rotary_dim: int, critical_dim: int, tail: Sequence[float]) -> list[float]:

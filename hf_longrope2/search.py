@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: reference seeds carry their own long_mscale
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
 
@@ -199,12 +199,14 @@ class Evaluator:
                 losses.update(zip(index, values, strict=True))
                 yield math.fsum(values), len(index)
 
-    def __call__(self, long_factor: Sequence[float], critical_dim: int | None, threshold: float) -> dict:
-        """Score `long_factor`: ``total`` (sum of per-sample mean NLLs), ``samples`` scored, ``pruned``, and the
-        per-sample ``losses`` (by sample index) of a candidate scored in full."""
+    def __call__(self, long_factor: Sequence[float], critical_dim: int | None, threshold: float,
+                 long_mscale: float | None = None) -> dict:
+        """Score `long_factor` (with `long_mscale`, default LongRoPE's): ``total`` (sum of per-sample mean NLLs),
+        ``samples`` scored, ``pruned``, and the per-sample ``losses`` (by sample index) of a candidate scored in full."""
         from .extend import extend
 
-        extend(self.model, long_factor, max_position_embeddings=self.target_length, critical_dim=critical_dim)
+        extend(self.model, long_factor, max_position_embeddings=self.target_length, critical_dim=critical_dim,
+               long_mscale=long_mscale)
         losses: dict[int, float] = {}
         result = accumulate(self._batches(losses), len(self.order), threshold)
         if not result["pruned"]:
@@ -224,7 +226,7 @@ class Search:
         self.bar = None
 
     @staticmethod
-    def new_state(args: SearchArguments, rng: random.Random, seeds: dict[str, list[float]]) -> dict:
+    def new_state(args: SearchArguments, rng: random.Random, seeds: dict[str, dict]) -> dict:
         return {
             "version": STATE_VERSION,
             "settings": args.result_settings(),
@@ -232,7 +234,7 @@ class Search:
             "iteration": 0,
             "pending": [],
             "pending_generated": False,
-            "seeds": {name: {"long_factor": lf} for name, lf in seeds.items()},
+            "seeds": {name: dict(seed) for name, seed in seeds.items()},
             "evaluated": {},
             "best_per_iteration": [],
             "sample_forwards": 0,
@@ -289,10 +291,11 @@ class Search:
         return children
 
     # -- evaluation --------------------------------------------------------------------------------------------
-    def run_jobs(self, jobs: list[tuple[str, list[float], int | None]], threshold: float) -> list[dict]:
-        """Score `jobs` (key, long_factor, critical_dim) spread over processes; every process gets every result."""
+    def run_jobs(self, jobs: list[tuple], threshold: float) -> list[dict]:
+        """Score `jobs` (key, long_factor, critical_dim[, long_mscale]) spread over processes; every process gets
+        every result."""
         rank, world = self.distributed.process_index, self.distributed.num_processes
-        mine = [(i, self.evaluate(lf, dim, threshold)) for i, (_, lf, dim) in enumerate(jobs) if i % world == rank]
+        mine = [(i, self.evaluate(*job[1:3], threshold, *job[3:])) for i, job in enumerate(jobs) if i % world == rank]
         if world > 1:
             from accelerate.utils import gather_object
 
@@ -324,7 +327,9 @@ class Search:
         started = time.perf_counter()
         todo = [name for name, s in state["seeds"].items() if "total" not in s]
         if todo:
-            jobs = [(name, state["seeds"][name]["long_factor"], None) for name in todo]
+            # each reference is scored as its method defines it: its own factors and its own attention factor
+            jobs = [(name, state["seeds"][name]["long_factor"], None, state["seeds"][name].get("long_mscale"))
+                    for name in todo]
             for name, result in zip(todo, self.run_jobs(jobs, math.inf), strict=True):
                 state["seeds"][name].update(total=result["total"], score=self.score(result["total"]))
                 state["seeds"][name]["losses"] = result.get("losses")
@@ -481,7 +486,8 @@ def write_output(args, search: Search, model, tokenizer, geo: dict, seeds: dict,
         "sample_forwards": state["sample_forwards"],
         "duplicates_skipped": state["duplicates_skipped"],
         "best": {"critical_dim": best_candidate.critical_dim, "long_factor": long_factor, "score": best["score"]},
-        "seeds": {name: {"score": s["score"], "long_factor": s["long_factor"], "losses": s.get("losses")}
+        "seeds": {name: {"score": s["score"], "long_factor": s["long_factor"], "long_mscale": s.get("long_mscale"),
+                         "losses": s.get("losses")}
                   for name, s in state["seeds"].items()},
         "sample_order": state.get("sample_order"),
         "best_per_iteration": state["best_per_iteration"],
@@ -506,7 +512,7 @@ def write_output(args, search: Search, model, tokenizer, geo: dict, seeds: dict,
         log["weights"] = how["weights"]
         write_json_atomically(tmp / "search_log.json", log)
         plot_search_progress([b["score"] for b in state["best_per_iteration"]], tmp / "search_progress.png")
-        curves = {"longrope2": long_factor, **seeds}
+        curves = {"longrope2": long_factor, **{name: seed["long_factor"] for name, seed in seeds.items()}}
         plot_factor_curves(curves, tmp / "factors.png", best_candidate.critical_dim, geo["theoretical_critical_dim"])
         write_model_card(tmp, base_model=args.model, search=log)
 
@@ -523,7 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hf-longrope2 search`` and ``recipes/search.py``."""
     from transformers import AutoTokenizer
 
-    from .cli import baseline_factors, parse_dataclass
+    from .cli import parse_dataclass
+    from .factors import METHODS, baseline
     from .needles import NeedleSettings, needle_samples
     from .search_space import SearchSpace
 
@@ -558,12 +565,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     samples = needle_samples(tokenizer, settings)
     seeds = {
-        m: baseline_factors(m, geo["rotary_dim"], geo["rope_theta"], geo["original_max_position_embeddings"],
-                            args.target_length)
-        for m in ("pi", "ntk", "yarn")
+        m: baseline(m, geo["rotary_dim"], geo["rope_theta"], geo["original_max_position_embeddings"], args.target_length)
+        for m in METHODS
     }
     if args.resume:
         state = json.loads(state_file.read_text())
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"--resume: {state_file} has state version {state.get('version')}, this hf-longrope2 "
+                             f"writes {STATE_VERSION}; delete {args.state_dir} and start again")
         differing = sorted(k for k, v in args.result_settings().items() if state["settings"].get(k) != v)
         if differing:
             raise ValueError(f"--resume: settings differ from the saved search in {differing}; pass the same values")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -47,7 +48,7 @@ def test_factors_verb_prints_baseline(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["critical_dim"] == 35 and out["ten_period_dim"] == 24
     assert out["long_factor"] == factors.ntk(128, 16.0)
-    assert out["long_mscale"] == pytest.approx(1.1435, abs=1e-4)
+    assert out["long_mscale"] == 1.0  # NTK's own attention factor, not LongRoPE's 1.1435
 
 
 def test_factors_verb_yaml_defaults_and_flag_override(tmp_path, capsys):
@@ -89,6 +90,7 @@ def test_extend_then_export_round_trip(tmp_path, capsys):
     config = json.loads((out / "config.json").read_text())
     theta = config["rope_parameters"]["rope_theta"]
     assert config["rope_parameters"]["long_factor"] == factors.yarn(16, theta, 4.0, ORIGINAL)
+    assert config["rope_parameters"]["long_mscale"] == pytest.approx(0.1 * math.log(4.0) + 1)  # YaRN's own
     assert not list(tmp_path.glob(".ext.*"))  # no temporary folder left behind
     assert cli.main(argv) == 2  # refuses to overwrite
     assert "exists and is not empty" in capsys.readouterr().err

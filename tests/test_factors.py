@@ -97,3 +97,55 @@ def test_factor_errors(call, match):
 def test_longrope_mscale_paper_value():
     assert factors.longrope_mscale(16, 8192) == pytest.approx(1.1435, abs=1e-4)  # 8k -> 128k
     assert factors.longrope_mscale(1, 8192) == 1.0
+
+
+@pytest.mark.parametrize(
+    "method,scale,expected", [("pi", 8, 1.0), ("ntk", 8, 1.0), ("yarn", 8, 1.2079), ("longrope2", 8, 1.1726)]
+)
+def test_each_method_has_its_own_attention_factor(method, scale, expected):
+    assert factors.attention_factor(method, scale, 256) == pytest.approx(expected, abs=1e-4)
+    if method != "longrope2":
+        assert factors.baseline(method, 32, 1e4, 256, 256 * scale)["long_mscale"] == pytest.approx(expected, abs=1e-4)
+    with pytest.raises(ValueError, match="method must be one of"):
+        factors.attention_factor("su", scale, 256)
+
+
+# transformers' own rope type for each baseline, configured so that it covers the long input exactly:
+# `dynamic` with factor 1 at seq_len = s * L is the static NTK scaling by s (see _inv_freq above).
+_REFERENCE_ROPE = {
+    "pi": lambda s, original: ({"rope_type": "linear", "factor": s}, original * s),
+    "ntk": lambda s, original: ({"rope_type": "dynamic", "factor": 1.0}, original),
+    "yarn": lambda s, original: (
+        {"rope_type": "yarn", "factor": s, "original_max_position_embeddings": original}, original * s),
+}
+
+
+@pytest.mark.parametrize("method", list(_REFERENCE_ROPE))
+@pytest.mark.parametrize("model_type", ["llama", "qwen3"])
+def test_baseline_logits_equal_transformers_own_rope_type(method, model_type):
+    """`extend(**factors.baseline(m, ...))` on a long input gives the logits of transformers' linear / dynamic / yarn
+    model with the same weights: factors *and* attention factor (a wrong attention factor moves them by > 1e-2)."""
+    import hf_longrope2
+    from hf_longrope2.modeling_longrope2 import architecture_for
+    from hf_longrope2.testing import ORIGINAL, TARGET, VOCAB, rotary_dim, tiny_config, tiny_model
+
+    scale = TARGET / ORIGINAL
+    ext = tiny_model(model_type)
+    theta = ext.config.rope_parameters["rope_theta"]
+    spec = factors.baseline(method, rotary_dim(ext), theta, ORIGINAL, TARGET)
+    hf_longrope2.extend(ext, **spec, max_position_embeddings=TARGET)
+    params, max_positions = _REFERENCE_ROPE[method](scale, ORIGINAL)
+    config = tiny_config(model_type)
+    config.rope_parameters = {**params, "rope_theta": theta}
+    config.max_position_embeddings = int(max_positions)
+    ref = architecture_for(model_type).base_model_class(config).eval()
+    ref.load_state_dict(tiny_model(model_type).state_dict())
+    ids = torch.randint(3, VOCAB, (2, TARGET), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours, want = ext(ids).logits, ref(ids).logits
+    torch.testing.assert_close(ours, want, rtol=0, atol=1e-4)
+    # negative control: with LongRoPE's attention factor (what extend defaults to) it is a different model
+    wrong = tiny_model(model_type)
+    hf_longrope2.extend(wrong, spec["long_factor"], max_position_embeddings=TARGET)
+    with torch.no_grad():
+        assert (wrong(ids).logits - want).abs().max() > 1e-2

@@ -109,7 +109,7 @@ def _synthetic_search(tmp_path, prune: bool):
     optimum = [math.log(1.0 + 0.5 * i) for i in range(16)]
     calls = []
 
-    def evaluate(long_factor, critical_dim, threshold):
+    def evaluate(long_factor, critical_dim, threshold, long_mscale=None):
         distance = sum((math.log(x) - o) ** 2 for x, o in zip(long_factor, optimum, strict=True))
 
         def losses():
@@ -122,8 +122,35 @@ def _synthetic_search(tmp_path, prune: bool):
     args = SearchArguments(model="m", output_dir=str(tmp_path / f"out{prune}"), target_length=256, num_samples=6,
                            population=16, parents=6, iterations=5, prune=prune, candidates_per_step=4)
     space = SearchSpace(32, 4.0, range(4, 9))
-    state = Search.new_state(args, random.Random(0), {"pi": [4.0] * 16})
+    state = Search.new_state(args, random.Random(0), {"pi": {"long_factor": [4.0] * 16, "long_mscale": 1.0}})
     return Search(args, space, 32, evaluate, _Single(), state).run(), len(calls)
+
+
+def test_references_are_scored_with_their_own_attention_factor(assets, tmp_path):
+    """The PI / NTK / YaRN seeds are the methods as defined: their factors and their own attention factor."""
+    import math
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import hf_longrope2
+    from hf_longrope2.losses import labelled_nll
+    from hf_longrope2.needles import NeedleSettings, needle_samples
+
+    out = tmp_path / "out"
+    assert cli.main(["search", *_argv(assets, out, *SMALL)]) == 0
+    seeds, settings = _log(out)["seeds"], _log(out)["settings"]
+    assert seeds["pi"]["long_mscale"] == seeds["ntk"]["long_mscale"] == 1.0
+    assert seeds["yarn"]["long_mscale"] == pytest.approx(0.1 * math.log(16) + 1)
+    tokenizer = AutoTokenizer.from_pretrained(assets / "tiny")
+    samples = needle_samples(tokenizer, NeedleSettings(
+        dataset=str(assets / "text"), target_length=512, num_samples=2, split=settings["dataset_split"],
+        text_column=settings["text_column"], seed=settings["seed"], max_depth=settings["max_depth"]))
+    model = AutoModelForCausalLM.from_pretrained(assets / "tiny")
+    hf_longrope2.extend(model, **factors.baseline("yarn", 16, model.config.rope_parameters["rope_theta"], ORIGINAL, 512),
+                        max_position_embeddings=512)
+    with torch.no_grad():
+        losses = labelled_nll(model, samples.input_ids, samples.labels).double()
+    assert seeds["yarn"]["score"] == pytest.approx(math.exp(losses.mean().item()), rel=1e-5)
 
 
 def test_pruning_is_exact_and_saves_forwards(tmp_path):
@@ -251,6 +278,9 @@ def test_resume_checks(assets, tmp_path, capsys):
     assert "no search state" in capsys.readouterr().err
     state = Path(f"{tmp_path / 'o'}.search-state")
     state.mkdir()
-    (state / "state.json").write_text(json.dumps({"settings": {"seed": 99}}))
+    (state / "state.json").write_text(json.dumps({"version": 2, "settings": {"seed": 99}}))
     assert cli.main(["search", *_argv(assets, tmp_path / "o", *SMALL, "--resume")]) == 2
     assert "settings differ from the saved search" in capsys.readouterr().err
+    (state / "state.json").write_text(json.dumps({"version": 1, "settings": {"seed": 99}}))  # before own mscales
+    assert cli.main(["search", *_argv(assets, tmp_path / "o", *SMALL, "--resume")]) == 2
+    assert "has state version 1, this hf-longrope2 writes 2" in capsys.readouterr().err
