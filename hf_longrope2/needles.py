@@ -9,7 +9,8 @@
 Each sample is exactly ``target_length`` tokens: an instruction, a haystack cut from one long document,
 one needle ("One of the special magic numbers for {key} is: {number}.") inserted at a depth that varies
 across samples, and at the end the retrieval prompt followed by the answer. Labels are -100 everywhere
-except the answer tokens, and the haystack is cut to fit *around* the fixed parts, so the question and
+except the tokens that carry the answer's digits (found from character offsets, so a separate leading-space
+token is never scored and a token that merges the space into the first digit is), and the haystack is cut to fit *around* the fixed parts, so the question and
 answer are never truncated away (the reference code cuts samples to ``target - 1`` tokens and loses them).
 
 Haystacks come from documents of at least ``target_length`` tokens, one document per sample. Tokenised
@@ -31,7 +32,7 @@ from .atomic import atomic_path
 from .corpus import describe, load_texts, source_fingerprint
 from .losses import IGNORE_INDEX
 
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2  # 2: only the answer's digits are labelled
 INSTRUCTION = (
     "A special magic number is hidden within the following text. Make sure to memorize it. "
     "I will quiz you about the number afterwards.\n"
@@ -104,18 +105,38 @@ def _encode(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def number_token_mask(tokenizer, text: str, start: int, end: int) -> tuple[list[int], list[bool]]:
+    """Encode `text`; mark the tokens whose characters overlap ``text[start:end]`` (the number).
+
+    Fast tokenizers give character offsets; for others the span of each token is found by decoding growing
+    prefixes. A token that merges a space into the first digit (`` 1``) overlaps the number and is marked; a
+    token that is only the space is not.
+    """
+    if getattr(tokenizer, "is_fast", False):
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        spans = encoded["offset_mapping"]
+        ids = encoded["input_ids"]
+    else:
+        ids = _encode(tokenizer, text)
+        ends = [len(tokenizer.decode(ids[: i + 1])) for i in range(len(ids))]
+        spans = list(zip([0, *ends[:-1]], ends, strict=True))
+    return ids, [a < end and b > start for a, b in spans]
+
+
 def build_needle_sample(
     tokenizer, haystack: list[int], target_length: int, depth: float, key: str, number: str
 ) -> tuple[list[int], list[int]]:
     """One sample of exactly `target_length` tokens from `haystack` token ids (at least as many as needed).
 
     Returns:
-        `(input_ids, labels)` with labels -100 except the answer tokens, which end the sample.
+        `(input_ids, labels)` with labels -100 except the tokens of the answer's digits, which end the sample.
     """
     head = ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + _encode(tokenizer, INSTRUCTION)
     needle = _encode(tokenizer, NEEDLE.format(key=key, number=number))
     question = _encode(tokenizer, QUESTION.format(key=key))
-    answer = _encode(tokenizer, ANSWER.format(number=number))
+    answer_text = ANSWER.format(number=number)
+    at_number = answer_text.index(number)
+    answer, is_digit = number_token_mask(tokenizer, answer_text, at_number, at_number + len(number))
     budget = target_length - len(head) - len(needle) - len(question) - len(answer)
     if budget < 1:
         raise ValueError(
@@ -126,7 +147,7 @@ def build_needle_sample(
         raise ValueError(f"haystack has {len(haystack)} tokens, needs {budget}")
     at = round(depth * budget)
     ids = head + haystack[:at] + needle + haystack[at:budget] + question + answer
-    labels = [IGNORE_INDEX] * (len(ids) - len(answer)) + answer
+    labels = [IGNORE_INDEX] * (len(ids) - len(answer)) + [t if d else IGNORE_INDEX for t, d in zip(answer, is_digit, strict=True)]
     return ids, labels
 
 

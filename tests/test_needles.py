@@ -33,9 +33,9 @@ def test_samples_have_target_length_and_answer_only_labels(tmp_path):
     assert len(set(batch.depths)) == 3 and batch.depths[0] == 0.0 and batch.depths[-1] == 0.5
     for row, labels, key, answer in zip(batch.input_ids, batch.labels, batch.keys, batch.answers, strict=True):
         scored = labels != IGNORE_INDEX
-        n = len(" " + answer)
-        assert scored.sum() == n and scored[-n:].all()  # the answer, and only it, ends the sample
-        assert tok.decode(labels[scored]) == " " + answer
+        n = len(answer)
+        assert scored.sum() == n and scored[-n:].all()  # the answer's digits, and only they, end the sample
+        assert tok.decode(labels[scored]) == answer
         text = tok.decode(row)
         assert f"special magic numbers for {key} is: {answer}." in text
         assert text.endswith(f"The special magic number for {key} mentioned in the provided text is: {answer}")
@@ -83,3 +83,61 @@ def test_ppl_objective_scores_every_token(tmp_path):
                                                             objective="ppl"))
     assert ((batch.labels != IGNORE_INDEX).sum(1) == 299).all()
     assert "magic" not in char_tokenizer().decode(batch.input_ids[0])
+
+
+def _space_merging_tokenizer():
+    """Characters, plus tokens " 0" .. " 9" that merge the leading space into the first digit."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<pad>", "<s>", "</s>", "<unk>"]
+    chars = ["\n"] + [chr(c) for c in range(32, 127)]
+    merged = [f" {d}" for d in "0123456789"]
+    vocab = {token: i for i, token in enumerate(specials + chars + merged)}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[(" ", d) for d in "0123456789"], unk_token="<unk>"))
+    backend.decoder = decoders.Fuse()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>",
+                                   unk_token="<unk>")
+
+
+def _tiny_base_tokenizer():
+    from transformers import AutoTokenizer
+
+    from hf_longrope2.embedded import tiny_base_path
+
+    return AutoTokenizer.from_pretrained(tiny_base_path())
+
+
+@pytest.mark.parametrize(
+    "make,first_token",
+    [(_tiny_base_tokenizer, "1"), (_space_merging_tokenizer, " 1"), (char_tokenizer, "1")],
+    ids=["tiny-bpe", "space-merged", "chars"],
+)
+def test_only_the_digits_are_scored_whatever_the_tokenizer_does_with_the_space(make, first_token):
+    tok = make()
+    haystack = tok(WORDS * 100, add_special_tokens=False)["input_ids"]
+    ids, labels = build_needle_sample(tok, haystack, 400, 0.3, "k", "1234567")
+    scored = [t for t in labels if t != IGNORE_INDEX]
+    assert ids[-len(scored):] == scored  # the scored tokens end the sample
+    assert tok.decode(scored).strip() == "1234567"
+    assert tok.convert_ids_to_tokens(scored[0]).replace("\u0120", " ") == first_token
+    assert len(scored) == 7  # one token per digit here; never the lone space
+    assert labels[-8] == IGNORE_INDEX  # the token before the number (the space, or the colon) is not scored
+
+
+def test_offsets_and_decoding_give_the_same_mask():
+    """The slow-tokenizer path (decoding prefixes) marks the same tokens as character offsets."""
+    tok = _space_merging_tokenizer()
+    fast = needles.number_token_mask(tok, " 1234567", 1, 8)
+
+    class Slow:
+        is_fast = False
+
+        def __call__(self, text, add_special_tokens=False):
+            return tok(text, add_special_tokens=add_special_tokens)
+
+        def decode(self, ids):
+            return tok.decode(ids)
+
+    assert needles.number_token_mask(Slow(), " 1234567", 1, 8) == fast
+    assert fast[1] == [True] * 7
