@@ -43,7 +43,7 @@ class PretrainArguments(TinyModelSettings):
     max_steps: int = field(default=6000, metadata={"help": "Optimizer steps"})
     batch_size: int = field(default=16, metadata={"help": "Rows (of one window) per step"})
     learning_rate: float = field(default=3e-3, metadata={"help": "Peak AdamW learning rate"})
-    warmup_steps: int = field(default=60, metadata={"help": "Linear warm-up steps, then cosine to 10%"})
+    warmup_steps: int = field(default=60, metadata={"help": "Linear warm-up steps, then cosine to 10%% of the peak"})
     weight_decay: float = field(default=0.1, metadata={"help": "AdamW weight decay"})
     recall_fraction: float = field(
         default=0.8, metadata={"help": "Share of rows that are not plain text: repeats, snippets, needle samples"}

@@ -146,3 +146,9 @@ def test_recipe_is_reproducible_and_resumes_exactly(corpus, tmp_path, monkeypatc
     assert pretrain_tiny.main(_argv(corpus, tmp_path / "c", "--resume")) == 0
     assert _digest(tmp_path / "c") == _digest(tmp_path / "a")  # resumed from step 3 = straight run
     assert not (tmp_path / "c.pretrain-state").exists()
+
+
+def test_help_lists_every_option():
+    """`recipes/pretrain_tiny.py --help` used to crash on a bare % in a help string."""
+    text = pretrain_tiny.make_parser().format_help()
+    assert "--warmup_steps" in text and "10% of the peak" in text
