@@ -19,6 +19,7 @@ The output folder is an extended model in the foundation format (LoRA adapters m
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -110,6 +111,11 @@ def peft_config_for(model_config):
     return get_peft_config(model_config)
 
 
+def accelerate_asks_for_fsdp() -> bool:
+    """True when ``accelerate launch`` was given an FSDP config (it exports ``ACCELERATE_USE_FSDP=true``)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hf-longrope2 midtrain`` and ``recipes/midtrain.py``."""
     from .atomic import write_json_atomically
@@ -155,6 +161,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "use_peft with FSDP / DeepSpeed: merging sharded adapters is not supported here; run LoRA with DDP "
             "(recipes/accelerate_configs/ddp.yaml) or train in full"
         )
+    distributed_type = trainer.accelerator.distributed_type.value
+    if accelerate_asks_for_fsdp() and not trainer.is_fsdp_enabled and trainer.is_world_process_zero():
+        # accelerate (1.15) builds its FSDP plugin only for GPU-type backends; on CPU it silently runs data parallel
+        print(f"note: the accelerate config asks for FSDP, but accelerate runs {distributed_type} (its FSDP plugin "
+              "needs GPUs): every process holds the whole model, nothing is sharded", file=sys.stderr)
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     out = Path(args.output_dir)
     final = trainer.model
@@ -169,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log = {
             "settings": {"script": asdict(script), "model": asdict(model_config), "training": args.to_dict()},
             "num_processes": trainer.accelerator.num_processes,
+            "distributed_type": distributed_type,
+            "fsdp": trainer.is_fsdp_enabled,
             "packing": report.to_dict(),
             "train": result.metrics,
             "log_history": trainer.state.log_history,
