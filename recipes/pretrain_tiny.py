@@ -40,7 +40,7 @@ class PretrainArguments(TinyModelSettings):
         default_factory=lambda: ["builtin:stdlib", "builtin:pydoc"], metadata={"help": "Text sources (corpus specs)"}
     )
     seed: int = field(default=0, metadata={"help": "Seed of the weights, the tokenizer corpus order and every row"})
-    max_steps: int = field(default=6000, metadata={"help": "Optimizer steps"})
+    max_steps: int = field(default=4000, metadata={"help": "Optimizer steps"})
     batch_size: int = field(default=16, metadata={"help": "Rows (of one window) per step"})
     learning_rate: float = field(default=3e-3, metadata={"help": "Peak AdamW learning rate"})
     warmup_steps: int = field(default=60, metadata={"help": "Linear warm-up steps, then cosine to 10%% of the peak"})
@@ -120,6 +120,7 @@ midtraining, evaluation) can run, and show context extension working or failing,
 It is not a useful language model.
 
 - architecture: {args.num_hidden_layers} layers, hidden {args.hidden_size}, MLP {args.intermediate_size}, {args.num_attention_heads} heads ({args.num_key_value_heads} KV heads), head_dim {args.hidden_size // args.num_attention_heads}, rope_theta {args.rope_theta:g}, tied embeddings
+- RoPE geometry: {geometry(args)}
 - tokenizer: byte-level BPE, {log['vocab_size']} tokens, trained on the same corpus, one token per digit
 - training: {args.max_steps} steps x {args.batch_size} rows x {args.window} tokens = {log['tokens']:,} tokens, AdamW peak lr {args.learning_rate}, {int(100 * args.recall_fraction)}% of rows repeats / key-value snippets / needle samples, answer weight {args.answer_weight}
 - wall time: {log['wall_time_s'] / 60:.1f} min, {log['device']}; final loss {log['final_loss']:.3f}
@@ -144,6 +145,23 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 model = AutoModelForCausalLM.from_pretrained(tiny_base_path())
 ```
 """
+
+
+def geometry(args: PretrainArguments) -> str:
+    """The critical-dimension arithmetic of the LongRoPE2 paper for this base (its card states it)."""
+    import math
+
+    from hf_longrope2 import factors
+
+    head_dim = args.hidden_size // args.num_attention_heads
+    half = head_dim // 2
+    critical = factors.critical_dimension(head_dim, args.rope_theta, args.window)
+    ten = factors.ten_period_dimension(head_dim, args.rope_theta, args.window)
+    exact = half * math.log(args.window / (2 * math.pi)) / math.log(args.rope_theta)
+    return (f"{half} rotary pairs; theoretical critical dimension d_tcd = ceil({half} * log_{args.rope_theta:g}"
+            f"({args.window} / 2 pi)) = ceil({exact:.2f}) = {critical}, {100 * critical / half:.0f}% of the pairs "
+            f"(SmolLM2-135M: 20 of 32, LLaMA3-8B: 35 of 64); 10-period bound d10_tcd = {ten}, so the d_rcd search "
+            f"range is [{ten}, {critical}]")
 
 
 def n_over(length: str, window: int) -> str:

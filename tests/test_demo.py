@@ -38,6 +38,18 @@ def test_the_embedded_base_is_small_documented_and_passes_its_gate():
     assert log["train_time_s"] <= 3600 and log["settings"]["seed"] == 0
 
 
+def test_the_embedded_base_has_the_rope_geometry_of_a_real_llm():
+    """head_dim >= 64 and a theoretical critical dimension at 55-65% of the rotary pairs, as SmolLM2 (20 of 32)
+    and LLaMA3-8B (35 of 64), so the LongRoPE2 search space has many pairs below the critical dimension."""
+    from hf_longrope2 import factors
+
+    config = AutoConfig.from_pretrained(tiny_base_path())
+    head_dim = config.hidden_size // config.num_attention_heads
+    critical = factors.critical_dimension(head_dim, config.rope_parameters["rope_theta"], config.max_position_embeddings)
+    assert head_dim >= 64 and 0.55 <= critical / (head_dim // 2) <= 0.65, (head_dim, critical)
+    assert sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(tiny_base_path()).parameters()) < 2_000_000
+
+
 def test_missing_embedded_model_says_what_to_do(monkeypatch, tmp_path):
     import hf_longrope2.embedded as embedded
 
@@ -83,7 +95,7 @@ def test_demo_resume_keeps_finished_stages(demo, capsys):
     before = (demo / "report" / "report.json").read_text()
     assert cli.main(["demo", "--quick", "--output-dir", str(demo), "--resume"]) == 0
     out = capsys.readouterr().out
-    assert out.count("kept from the earlier run") == 6 and "| longrope2 |" in out
+    assert out.count("kept from the earlier run") == 7 and "| longrope2 |" in out  # search, 3 baselines, data, ...
     assert (demo / "report" / "report.json").read_text() == before
 
 
