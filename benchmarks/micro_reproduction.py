@@ -33,7 +33,18 @@ from pathlib import Path
 from transformers import AutoConfig
 
 from hf_longrope2.atomic import write_json_atomically, write_text_atomically
-from hf_longrope2.demo import METHODS, MICRO, QUICK, Budget, eval_stage, extend_stage, midtrain_stage, search_stage
+from hf_longrope2.demo import (
+    DATASET,
+    METHODS,
+    MICRO,
+    QUICK,
+    Budget,
+    data_stage,
+    eval_stage,
+    extend_stage,
+    midtrain_stage,
+    search_stage,
+)
 from hf_longrope2.embedded import tiny_base_path
 from hf_longrope2.search import versions
 
@@ -42,41 +53,121 @@ NAMES = ("original", "pi", "ntk", "yarn", "longrope2_search", "longrope2", "pi_m
          "yarn_midtrain", "longrope2_ppl_objective", "longrope2_long_only")
 
 
+MIDTRAINED = ("longrope2", "pi_midtrain", "ntk_midtrain", "yarn_midtrain", "longrope2_ppl_objective",
+              "longrope2_long_only")
+RULER_TASKS = ("niah_multikey", "niah_multivalue", "variable_tracking")
+CURVE_STEPS = (10, 20, 40, 80)
+PROBES = 6  # needle samples per length for the answer NLL
+
+
+def answer_nll(folder: Path, lengths: list[int], seed: int) -> dict[str, float]:
+    """Mean NLL of the needle's answer digits per length (the search objective's samples, scored on every model):
+    continuous, so it tells methods apart where exact match saturates at 0% or 100%."""
+    import random
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hf_longrope2.corpus import load_texts
+    from hf_longrope2.losses import labelled_nll
+    from hf_longrope2.needles import KEYS, build_needle_sample
+    from hf_longrope2.niah import haystack_stream
+
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    docs = [tok(t, add_special_tokens=False)["input_ids"] for t in load_texts(DATASET)]
+    stream = haystack_stream(docs, tok("\n\n", add_special_tokens=False)["input_ids"], max(lengths), seed)
+    out = {}
+    for n in lengths:
+        rng = random.Random(f"{seed}-{n}")
+        rows = []
+        for j in range(PROBES):
+            start = rng.randrange(0, len(stream) - n)
+            rows.append(build_needle_sample(tok, stream[start:], n, j / (PROBES - 1), f"{KEYS[j]}-{rng.randint(100, 999)}",
+                                            str(rng.randint(1_000_000, 9_999_999))))
+        with torch.no_grad():
+            losses = labelled_nll(model, torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows]))
+        out[str(n)] = float(losses.double().mean())
+    return out
+
+
+def niah_at(folder: Path, length: int, budget: Budget, seed: int) -> float:
+    """NIAH exact match at one length (the evaluation's grid and scorer), e.g. of a midtraining checkpoint."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hf_longrope2.corpus import load_texts
+    from hf_longrope2.niah import haystack_stream, niah_grid, score_niah
+
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    docs = [tok(t, add_special_tokens=False)["input_ids"] for t in load_texts(DATASET)]
+    stream = haystack_stream(docs, tok("\n\n", add_special_tokens=False)["input_ids"], length, seed)
+    grid = niah_grid(tok, stream, [length], list(budget.depths), budget.needles, seed=seed)
+    accuracy = score_niah(model, tok, grid.values(), batch_size=4)
+    return sum(accuracy.values()) / len(accuracy)
+
+
 def run_seed(seed: int, work: Path, base: Path, window: int, budget: Budget, scale: int, max_scale: int) -> dict:
-    """Every stage of one seed; returns the evaluation report."""
+    """Every stage of one seed; returns the evaluation report plus the answer NLLs and learning curves."""
     target = scale * window
     search_stage(base, target, work / "search", budget, seed, resume=True)
     search_stage(base, target, work / "search_ppl", budget, seed, resume=True, objective="ppl")
     for method in METHODS:
         extend_stage(base, method, target, work / method, resume=True)
+    data_stage(base, work / "data", target, window, budget.midtrain_steps, seed, resume=True)
     trained = {"longrope2": "search", "longrope2_ppl_objective": "search_ppl", "pi_midtrain": "pi",
                "ntk_midtrain": "ntk", "yarn_midtrain": "yarn"}
+    curve = [s for s in CURVE_STEPS if s < budget.midtrain_steps]
+    every = curve[0] if curve else None
     for name, source in trained.items():
-        midtrain_stage(work / source, work / name, target, budget.midtrain_steps, seed, resume=True)
-    midtrain_stage(work / "search", work / "longrope2_long_only", target, budget.midtrain_steps, seed, resume=True,
-                   short_fraction=0.0)
+        midtrain_stage(work / source, work / name, target, budget.midtrain_steps, seed, True, work / "data",
+                       save_steps=every)
+    midtrain_stage(work / "search", work / "longrope2_long_only", target, budget.midtrain_steps, seed, True,
+                   work / "data", short_fraction=0.0, save_steps=every)
     folders = {"original": base, "pi": work / "pi", "ntk": work / "ntk", "yarn": work / "yarn",
                "longrope2_search": work / "search"}
     folders.update({name: work / name for name in NAMES if name not in folders})
     lengths = [window * 2**k for k in range(max_scale.bit_length()) if 2**k <= max_scale]
-    eval_stage(folders, work / "report", lengths, budget, 1000 + seed, resume=True)
-    return json.loads((work / "report" / "report.json").read_text())
+    eval_stage(folders, work / "report", lengths, budget, 1000 + seed, resume=True, ruler_lengths=[target],
+               ruler_tasks=RULER_TASKS)
+    report = json.loads((work / "report" / "report.json").read_text())
+    extra_file = work / "extra.json"
+    extra = json.loads(extra_file.read_text()) if extra_file.exists() else {}
+    if "answer_nll" not in extra:
+        extra["answer_nll"] = {name: answer_nll(folder, lengths, 2000 + seed) for name, folder in folders.items()}
+        write_json_atomically(extra_file, extra)
+    if "niah_by_steps" not in extra:
+        extra["niah_by_steps"] = {
+            name: {str(s): niah_at(work / name / f"checkpoint-{s}", target, budget, 1000 + seed) for s in curve}
+            | {str(budget.midtrain_steps): niah_at(work / name, target, budget, 1000 + seed)}
+            for name in MIDTRAINED
+        }
+        write_json_atomically(extra_file, extra)
+    return report | extra
 
 
 def _spread(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _mean_std(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "std": _spread(values)}
+
+
 def aggregate(reports: list[dict]) -> dict:
-    """``methods`` -> name -> mean / std over seeds of NIAH accuracy per length and of ``ppl_native``."""
+    """``methods`` -> name -> mean / std over seeds of every measure (see the module docstring)."""
     methods = {}
     for name in NAMES:
         entries = [r["models"][name] for r in reports]
         lengths = sorted(entries[0]["niah_mean"], key=int)
         ppl = [e["short"]["ppl"] for e in entries]
+        nll = [r["answer_nll"][name] for r in reports]
         methods[name] = {
             "niah": {n: statistics.fmean(e["niah_mean"][n] for e in entries) for n in lengths},
             "niah_std": {n: _spread([e["niah_mean"][n] for e in entries]) for n in lengths},
+            "answer_nll": {n: statistics.fmean(x[n] for x in nll) for n in lengths},
+            "answer_nll_std": {n: _spread([x[n] for x in nll]) for n in lengths},
+            "ruler": {t: _mean_std([next(iter(e["ruler"][t].values())) for e in entries]) for t in entries[0]["ruler"]},
             "ppl_native": statistics.fmean(ppl),
             "ppl_native_std": _spread(ppl),
             "retention_pct": statistics.fmean(e["short"]["retention_pct"] for e in entries),
@@ -84,28 +175,59 @@ def aggregate(reports: list[dict]) -> dict:
                               for n in sorted(entries[0]["perplexity"], key=int)},
             "seeds": len(entries),
         }
+        if name in MIDTRAINED:
+            curves = [r["niah_by_steps"][name] for r in reports]
+            methods[name]["niah_by_steps"] = {
+                steps: {"mean": statistics.fmean(c[steps] for c in curves), "std": _spread([c[steps] for c in curves])}
+                for steps in sorted(curves[0], key=int)
+            }
     return methods
+
+
+def _pm(m: dict | tuple, pct: bool = False, digits: int = 2) -> str:
+    mean, std = (m["mean"], m["std"]) if isinstance(m, dict) else m
+    return f"{100 * mean:.0f} ± {100 * std:.0f}%" if pct else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def markdown(result: dict) -> str:
     methods = result["methods"]
     lengths = list(next(iter(methods.values()))["niah"])
-    window = result["native_window"]
-    header = "| method | " + " | ".join(f"{int(n) // window}x ({n})" for n in lengths) + " | ppl@native | retention |"
+    window, target = result["native_window"], result["settings"]["target_length"]
+    scales = [f"{int(n) // window}x ({n})" for n in lengths]
+    geo = result["geometry"]
     lines = [
         "# Micro reproduction: LongRoPE2 vs PI / NTK / YaRN on the embedded tiny base",
         "",
-        f"Native window {window} tokens, extended to {result['settings']['target_length']} (8x); "
-        f"{result['settings']['seeds']} seeds (mean ± std). NIAH: exact-match accuracy, mean over depths. "
-        f"Command: `{result['command']}`. Wall time {result['wall_time_s'] / 60:.1f} min.",
+        f"Native window {window} tokens, extended to {target} (8x; 16x is beyond the trained length); head_dim "
+        f"{geo['head_dim']}, rope_theta {geo['rope_theta']:g}, theoretical critical dimension "
+        f"{geo['critical_dim_theory']} of {geo['head_dim'] // 2} pairs. {result['settings']['seeds']} seeds "
+        f"(mean ± std). Command: `{result['command']}`. Wall time {result['wall_time_s'] / 60:.1f} min.",
         "",
-        header,
+        "## NIAH exact match (mean over depths) and short-window quality",
+        "",
+        "| method | " + " | ".join(scales) + " | ppl@native | retention |",
         "|" + "---|" * (len(lengths) + 3),
     ]
     for name, m in methods.items():
-        cells = [f"{100 * m['niah'][n]:.0f} ± {100 * m['niah_std'][n]:.0f}%" for n in lengths]
+        cells = [_pm((m["niah"][n], m["niah_std"][n]), pct=True) for n in lengths]
         lines.append(f"| {name} | " + " | ".join(cells)
-                     + f" | {m['ppl_native']:.3f} ± {m['ppl_native_std']:.3f} | {m['retention_pct']:.1f}% |")
+                     + f" | {_pm((m['ppl_native'], m['ppl_native_std']), digits=3)} | {m['retention_pct']:.1f}% |")
+    lines += ["", "## Answer-token NLL of the needle (nats per digit; lower is better, ln 10 = 2.30 is chance)", "",
+              "| method | " + " | ".join(scales) + " |", "|" + "---|" * (len(lengths) + 1)]
+    for name, m in methods.items():
+        lines.append(f"| {name} | " + " | ".join(_pm((m["answer_nll"][n], m["answer_nll_std"][n])) for n in lengths)
+                     + " |")
+    tasks = list(next(iter(methods.values()))["ruler"])
+    lines += ["", f"## RULER-style tasks at {target} tokens (8x), never trained on", "",
+              "| method | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
+    for name, m in methods.items():
+        lines.append(f"| {name} | " + " | ".join(_pm(m["ruler"][t], pct=True) for t in tasks) + " |")
+    curved = {name: m["niah_by_steps"] for name, m in methods.items() if "niah_by_steps" in m}
+    steps = list(next(iter(curved.values())))
+    lines += ["", f"## Learning curve: NIAH at {target} tokens after n midtraining steps", "",
+              "| method | " + " | ".join(steps) + " |", "|" + "---|" * (len(steps) + 1)]
+    for name, curve in curved.items():
+        lines.append(f"| {name} | " + " | ".join(_pm(curve[n], pct=True) for n in steps) + " |")
     lines += ["", "Settings: `" + json.dumps(result["settings"]) + "`", "",
               "Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()), ""]
     return "\n".join(lines)
@@ -126,16 +248,27 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         reports.append(run_seed(seed, Path(args.work_dir) / f"seed{seed}", base, window, budget, scale=8,
                                 max_scale=16))
+    from hf_longrope2 import factors
+
+    config = AutoConfig.from_pretrained(base)
+    head_dim = config.hidden_size // config.num_attention_heads
+    theta = config.rope_parameters["rope_theta"]
     result = {
         "methods": aggregate(reports),
         "native_window": window,
+        "geometry": {"head_dim": head_dim, "rope_theta": theta,
+                     "critical_dim_theory": factors.critical_dimension(head_dim, theta, window),
+                     "ten_period_dim": factors.ten_period_dimension(head_dim, theta, window)},
         "settings": {"seeds": len(args.seeds), "seed_values": args.seeds, "target_length": 8 * window,
                      "eval_lengths": sorted(reports[0]["models"]["original"]["niah_mean"], key=int),
                      "budget": budget.__dict__ | {"depths": list(budget.depths)}, "quick": args.quick,
                      "midtrain_tokens_per_run": budget.midtrain_steps * 2 * 8 * window,
                      "base": "hf_longrope2/tiny_base", "dataset": "builtin:pydoc (eval, search)",
-                     "midtrain_data": "builtin:stdlib (long) + builtin:pydoc paragraphs (short), short_fraction "
-                                      "0.3 (long_only: 0), lr 1e-4"},
+                     "midtrain_data": "hf_longrope2.recall_data: long recall documents of the target length and "
+                                      "short ones (<= window) over builtin:stdlib text, short_fraction 0.3 "
+                                      "(long_only: 0), lr 3e-4 cosine; NIAH template, keys and pydoc held out",
+                     "ruler_tasks": list(RULER_TASKS), "learning_curve_steps": list(CURVE_STEPS),
+                     "answer_nll_probes_per_length": PROBES},
         "versions": versions(),
         "wall_time_s": round(time.perf_counter() - started, 1),
         "command": "python benchmarks/micro_reproduction.py " + " ".join(argv if argv is not None else sys.argv[1:]),

@@ -11,15 +11,18 @@ missing):
 
 1. ``search/``: needle-driven LongRoPE2 factor search from the 256-token window to 8x (2048 tokens) on
    Python's documentation (``hf-longrope2 search``): the search-only extended model;
-2. ``pi/``, ``ntk/``, ``yarn/``: the same base extended with the classic factor vectors (``hf-longrope2 extend``);
-3. ``longrope2/``: mixed-context-window midtraining of the searched model on the standard library's sources
-   and documentation paragraphs (``hf-longrope2 midtrain``): **the extended model** (loads with
-   ``trust_remote_code=True``);
-4. ``report/``: ``hf-longrope2 eval`` of original / PI / NTK / YaRN / LongRoPE2 search-only / LongRoPE2
+2. ``pi/``, ``ntk/``, ``yarn/``: the same base extended with the classic factor vectors, each with its own
+   attention factor (``hf-longrope2 extend``);
+3. ``data/``: the midtraining corpus of [`hf_longrope2.recall_data`]: long documents of 2048 tokens whose
+   lookups reach far back, and short ones of the same kind, over the standard library's sources;
+4. ``longrope2/``: mixed-context-window midtraining of the searched model on it (``hf-longrope2 midtrain``):
+   **the extended model** (loads with ``trust_remote_code=True``);
+5. ``report/``: ``hf-longrope2 eval`` of original / PI / NTK / YaRN / LongRoPE2 search-only / LongRoPE2
    search + midtrain at 1x, 2x, 4x and 8x the window: ``report.md``, ``report.json`` and PNGs.
 
 The summary table is printed at the end. Nothing here is tuned on the evaluation samples: the search uses its
-own needle samples (seed 0), the evaluation others (seed 1).
+own needle samples (seed 0), the evaluation others (seed 1). The evaluation's needle template, key vocabulary
+and text (Python's documentation) never appear in the midtraining data.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 METHODS = ("pi", "ntk", "yarn")
-DATASET = "builtin:pydoc"  # needle haystacks and perplexity documents (midtraining reads builtin:stdlib)
+DATASET = "builtin:pydoc"  # needle haystacks and perplexity documents, never midtrained on
 
 
 @dataclass
@@ -68,14 +71,19 @@ FULL = Budget(population=16, iterations=4, search_samples=6, midtrain_steps=150,
               depths=(0.0, 0.25, 0.5, 0.75, 1.0), ppl_documents=3, ruler_samples=2)
 QUICK = Budget(population=4, iterations=1, search_samples=2, midtrain_steps=6, needles=2, depths=(0.0, 0.5, 1.0),
                ppl_documents=1)
-# benchmarks/micro_reproduction.py: 11 models per seed, so fewer needles than the demo and no RULER tasks
+# benchmarks/micro_reproduction.py: 11 models per seed, so fewer needles than the demo; RULER tasks at 8x only
 MICRO = Budget(population=16, iterations=4, search_samples=6, midtrain_steps=40, needles=4,
-               depths=(0.0, 0.5, 1.0), ppl_documents=2)
+               depths=(0.0, 0.5, 1.0), ppl_documents=2, ruler_samples=2)
 
 
-def midtrain_config(model: Path, output_dir: Path, target_length: int, steps: int, seed: int,
-                    short_fraction: float = 0.3) -> dict:
-    """The midtraining recipe of the demo (written next to its output as ``midtrain.yaml``)."""
+def midtrain_config(model: Path, output_dir: Path, target_length: int, steps: int, seed: int, data: Path,
+                    short_fraction: float = 0.3, learning_rate: float = 3e-4) -> dict:
+    """The midtraining recipe of the demo (written next to its output as ``midtrain.yaml``).
+
+    The data is the recall corpus of [`hf_longrope2.recall_data`] in `data`: long documents of `target_length`
+    tokens whose lookups reach far back (long-window rows), and short documents of the same kind (short-window
+    rows, original RoPE). None of it is the evaluation's text, needle template or key vocabulary.
+    """
     import torch
 
     return {
@@ -83,15 +91,14 @@ def midtrain_config(model: Path, output_dir: Path, target_length: int, steps: in
         "output_dir": str(output_dir),
         "trainer": "sft",
         "target_length": target_length,
-        # every stdlib file is longer than the 256-token window: the pydoc paragraphs supply the short documents
         "mixture": [
-            {"name": "stdlib-sources", "dataset": "builtin:stdlib", "weight": 0.7},
-            {"name": "pydoc-paragraphs", "dataset": "builtin:pydoc", "unit": "paragraph", "weight": 0.3},
+            {"name": "recall-long", "dataset": str(data / "long.jsonl"), "tokenized": True, "weight": 0.7},
+            {"name": "recall-short", "dataset": str(data / "short.jsonl"), "tokenized": True, "weight": 0.3},
         ],
         "short_fraction": short_fraction,
         "max_steps": steps,
         "per_device_train_batch_size": 2,
-        "learning_rate": 1e-4,  # small, as in the paper: 3e-4 cost the tiny base 28% of its short-window quality
+        "learning_rate": learning_rate,
         "lr_scheduler_type": "cosine",
         "warmup_steps": max(1, steps // 10),
         "logging_steps": max(1, steps // 6),
@@ -105,9 +112,26 @@ def midtrain_config(model: Path, output_dir: Path, target_length: int, steps: in
     }
 
 
-def stage(name: str, folder: Path, resume: bool, run) -> bool:
+def data_stage(base: Path, out: Path, target: int, window: int, steps: int, seed: int, resume: bool) -> bool:
+    """The recall corpus for midtraining (enough long and short documents for `steps` steps of 2 rows)."""
+    from transformers import AutoTokenizer
+
+    from .recall_data import RecallCorpusSettings, write_recall_corpus
+
+    settings = RecallCorpusSettings(target_length=target, window=window, long_documents=2 * steps + 8,
+                                    short_documents=8 * steps + 32, seed=seed)
+
+    def run() -> int:
+        write_recall_corpus(AutoTokenizer.from_pretrained(base), out, settings, overwrite=True)
+        return 0
+
+    return stage("midtraining data", out, resume, run, done_marker="settings.json")
+
+
+def stage(name: str, folder: Path, resume: bool, run, done_marker: str | None = None) -> bool:
     """Run one stage unless `resume` and its folder is complete; True when it ran."""
-    if resume and ((folder / "config.json").exists() or (folder / "report.json").exists()):
+    markers = [done_marker] if done_marker else ["config.json", "report.json"]
+    if resume and any((folder / m).exists() for m in markers):
         print(f"[demo] {name}: kept from the earlier run ({folder})")
         return False
     started = time.perf_counter()
@@ -143,14 +167,16 @@ def extend_stage(base: Path, method: str, target: int, out: Path, resume: bool) 
     ]))
 
 
-def midtrain_stage(model: Path, out: Path, target: int, steps: int, seed: int, resume: bool,
-                   short_fraction: float = 0.3) -> bool:
+def midtrain_stage(model: Path, out: Path, target: int, steps: int, seed: int, resume: bool, data: Path,
+                   short_fraction: float = 0.3, learning_rate: float = 3e-4, save_steps: int | None = None) -> bool:
     """``hf-longrope2 midtrain`` of the extended `model` into `out` (its recipe saved as ``out.yaml``)."""
     import yaml
 
     from . import midtrain
 
-    recipe = midtrain_config(model, out, target, steps, seed, short_fraction)
+    recipe = midtrain_config(model, out, target, steps, seed, data, short_fraction, learning_rate)
+    if save_steps:  # checkpoints (weights only) for a learning curve
+        recipe.update(save_strategy="steps", save_steps=save_steps, save_only_model=True)
     config = out.with_name(out.name + ".yaml")
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(f"# hf-longrope2 midtrain --config {config.name}   (written by hf-longrope2 demo)\n"
@@ -159,7 +185,8 @@ def midtrain_stage(model: Path, out: Path, target: int, steps: int, seed: int, r
 
 
 def eval_stage(models: dict[str, Path], out: Path, lengths: Sequence[int], budget: Budget, seed: int,
-               resume: bool) -> bool:
+               resume: bool, ruler_lengths: Sequence[int] | None = None, ruler_tasks: Sequence[str] | None = None
+               ) -> bool:
     """``hf-longrope2 eval`` of `models` (base first) into `out`."""
     from . import evaluate
 
@@ -167,7 +194,10 @@ def eval_stage(models: dict[str, Path], out: Path, lengths: Sequence[int], budge
             "--needles-per-cell", str(budget.needles), "--ppl-documents", str(budget.ppl_documents),
             "--dataset", DATASET, "--seed", str(seed), "--overwrite"]
     if budget.ruler_samples:
-        argv += ["--ruler-samples", str(budget.ruler_samples), "--ruler-lengths", *map(str, lengths[1:])]
+        argv += ["--ruler-samples", str(budget.ruler_samples), "--ruler-lengths",
+                 *map(str, lengths[1:] if ruler_lengths is None else ruler_lengths)]
+        if ruler_tasks:
+            argv += ["--ruler-tasks", *ruler_tasks]
     else:
         argv += ["--ruler-tasks", "none"]
     if resume and Path(f"{out}.eval-state").exists():
@@ -204,7 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     search_stage(base, target, out / "search", budget, args.seed, args.resume)
     for method in METHODS:
         extend_stage(base, method, target, out / method, args.resume)
-    midtrain_stage(out / "search", out / "longrope2", target, budget.midtrain_steps, args.seed, args.resume)
+    data_stage(base, out / "data", target, window, budget.midtrain_steps, args.seed, args.resume)
+    midtrain_stage(out / "search", out / "longrope2", target, budget.midtrain_steps, args.seed, args.resume,
+                   out / "data")
     models = {"original": base, "pi": out / "pi", "ntk": out / "ntk", "yarn": out / "yarn",
               "longrope2_search": out / "search", "longrope2": out / "longrope2"}
     lengths = [window * k for k in (1, 2, 4, 8) if window * k <= target]
