@@ -14,11 +14,21 @@ Per seed, every method extends the base to 8x its window (2048 tokens) and is ev
   midtraining) and ``longrope2_long_only`` (the needle search + midtraining on long rows only,
   ``short_fraction: 0``: the model never trains with the original RoPE on short documents).
 
-Every midtraining run has the same steps, batch and row length, so the same tokens. The seed changes the search,
-the midtraining data order and the evaluation samples (so the deterministic methods vary only through the
-samples). Results: mean and standard deviation over seeds of NIAH accuracy per length and of the perplexity at
-the native window (``ppl_native``), in ``benchmarks/results/micro_reproduction.json`` and ``.md``. Every stage
-is kept in ``--work-dir``, so an interrupted run continues where it stopped.
+Every midtraining run has the same steps, batch, row length and data (the recall corpus of
+``hf_longrope2.recall_data``), so the same tokens, and every baseline has its own attention factor. The seed
+changes the search, the midtraining data and order, and the evaluation samples (so the deterministic methods
+vary only through the samples). Measures, mean and standard deviation over seeds:
+
+- NIAH exact match at 1x-16x (16x is beyond the trained length) and the perplexity at the native window
+  (``ppl_native``) with its retention against the base;
+- ``answer_nll``: the mean NLL of the needle's answer digits per length (continuous: it separates methods
+  where exact match saturates), for every model, so before (``pi``, ``yarn``, ``longrope2_search``, ...) and
+  after midtraining;
+- ``niah_by_steps``: NIAH at 8x after 10, 20, ... steps and at the end, from midtraining checkpoints;
+- ``ruler``: RULER-style multi-key, multi-value and variable tracking at 8x, never trained on.
+
+Results in ``benchmarks/results/micro_reproduction.json`` and ``.md``. Every stage is kept in ``--work-dir``, so
+an interrupted run continues where it stopped.
 """
 
 from __future__ import annotations
