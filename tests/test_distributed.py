@@ -90,6 +90,22 @@ def test_fsdp2_accelerate_config_on_cpu_is_data_parallel_and_says_so(single, tmp
     assert _losses(out) == pytest.approx(_losses(single), rel=LOSS_TOLERANCE)  # the same global batch
 
 
+def _run_gloo(worker, tmp_path: Path, *args) -> dict:
+    """Run `worker(rank, init_file, *args, queue)` in 2 spawned gloo processes; each puts ``(rank, *result)``."""
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=worker, args=(r, str(tmp_path / "init"), *args, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = {rank: rest for rank, *rest in (queue.get(timeout=600) for _ in procs)}
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    return results
+
+
 # -- FSDP2 itself (torch's fully_shard, gloo) on the model midtraining trains ------------------------------------
 
 
@@ -190,20 +206,9 @@ def _fsdp2_worker(rank: int, init_file: str, workdir: str, queue) -> None:
 def test_fsdp2_sharded_training_save_and_resume_match_one_process(tmp_path):
     """2 gloo processes, parameters sharded by FSDP2: the losses, the gathered final folder and a resume from the
     sharded checkpoint equal one process on the same global batch."""
-    import torch.multiprocessing as mp
-
     from hf_longrope2.testing import extended_pair
 
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_fsdp2_worker, args=(r, str(tmp_path / "init"), str(tmp_path), queue))
-             for r in range(2)]
-    for p in procs:
-        p.start()
-    results = {rank: rest for rank, *rest in (queue.get(timeout=600) for _ in procs)}
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    results = _run_gloo(_fsdp2_worker, tmp_path, str(tmp_path))
     _, model = extended_pair("llama")
     model.train()
     rows = _rows()
@@ -260,19 +265,9 @@ def test_context_parallel_shards_decide_the_window_of_the_whole_row(tmp_path):
     accelerate's context parallelism itself needs CUDA: torch's ring attention dispatches only the CUDA SDPA
     kernels (flash, efficient, cudnn), so the sharded loss is not run here (README, midtraining section).
     """
-    import torch.multiprocessing as mp
-
     from hf_longrope2.testing import extended_pair
 
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_cp_worker, args=(r, str(tmp_path / "init"), queue)) for r in range(2)]
-    for p in procs:
-        p.start()
-    results = {rank: rest for rank, *rest in (queue.get(timeout=300) for _ in procs)}
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
+    results = _run_gloo(_cp_worker, tmp_path)
     _, model = extended_pair("llama")
     full = torch.arange(96)[None]
     cos_full, sin_full = model.model.rotary_emb(torch.zeros(1, 96, model.config.hidden_size), full)
