@@ -13,16 +13,18 @@ missing):
    Python's documentation (``hf-longrope2 search``): the search-only extended model;
 2. ``pi/``, ``ntk/``, ``yarn/``: the same base extended with the classic factor vectors, each with its own
    attention factor (``hf-longrope2 extend``);
-3. ``data/``: the midtraining corpus of [`hf_longrope2.recall_data`]: long documents of 2048 tokens whose
-   lookups reach far back, and short ones of the same kind, over the standard library's sources;
+3. ``data/``: the midtraining corpus of [`hf_longrope2.recall_data`]: long documents of up to 2048 tokens whose
+   lookups reach far back, over the standard library's sources, and short ones replaying the base's
+   pretraining rows;
 4. ``longrope2/``: mixed-context-window midtraining of the searched model on it (``hf-longrope2 midtrain``):
    **the extended model** (loads with ``trust_remote_code=True``);
 5. ``report/``: ``hf-longrope2 eval`` of original / PI / NTK / YaRN / LongRoPE2 search-only / LongRoPE2
    search + midtrain at 1x, 2x, 4x and 8x the window: ``report.md``, ``report.json`` and PNGs.
 
 The summary table is printed at the end. Nothing here is tuned on the evaluation samples: the search uses its
-own needle samples (seed 0), the evaluation others (seed 1). The evaluation's needle template, key vocabulary
-and text (Python's documentation) never appear in the midtraining data.
+own needle samples (seed 0), the evaluation others (seed 1). The evaluation's text (Python's documentation)
+never appears in the midtraining data, nor its needle template and key vocabulary in a document longer than
+the window.
 """
 
 from __future__ import annotations
@@ -80,9 +82,10 @@ def midtrain_config(model: Path, output_dir: Path, target_length: int, steps: in
                     short_fraction: float = 0.3, learning_rate: float = 3e-4) -> dict:
     """The midtraining recipe of the demo (written next to its output as ``midtrain.yaml``).
 
-    The data is the recall corpus of [`hf_longrope2.recall_data`] in `data`: long documents of `target_length`
-    tokens whose lookups reach far back (long-window rows), and short documents of the same kind (short-window
-    rows, original RoPE). None of it is the evaluation's text, needle template or key vocabulary.
+    The data is the recall corpus of [`hf_longrope2.recall_data`] in `data`: long documents of up to
+    `target_length` tokens whose lookups reach far back (long-window rows), and short documents replaying the
+    base's pretraining rows (short-window rows, original RoPE). No long document holds the evaluation's needle
+    template or key vocabulary, and no document its text.
     """
     import torch
 

@@ -8,8 +8,9 @@
 
 A real long document (a book, a repository) has tokens whose prediction needs something thousands of tokens
 back; the tiny base's own corpus (Python's sources) rarely does, so midtraining on it teaches the extended
-positions nothing about retrieval. Each **long document** here is exactly ``target_length`` tokens of
-Python source text (``builtin:stdlib``) interleaved with recall structure that spans the whole document:
+positions nothing about retrieval. Each **long document** here is ``target_length`` tokens (every other one a
+random length between the window and that) of Python source text (``builtin:stdlib``) interleaved with recall
+structure that spans the whole document:
 
 - **records**: lines ``kelomari-47: 1234567`` stating a 7-digit value for a key, mostly in the first half;
 - **lookups**: the same ``kelomari-47:`` again, later, followed by its value. Lookups prefer the records that
@@ -19,13 +20,14 @@ Python source text (``builtin:stdlib``) interleaved with recall structure that s
 
 **Short documents** (the original window, counting the EOS the packer appends) replay the base's own pretraining rows
 ([`hf_longrope2.pretrain.RecallRows`] over the same filler text, never pydoc): document-masked short-window rows
-with the original RoPE, the miniature analogue of the paper's short data. Without them (short documents drawn
-from the long generator) the midtrained tiny base lost its 1x retrieval entirely.
+with the original RoPE, the miniature analogue of the paper's short data. With short documents drawn from the long
+generator instead, the demo's midtrained model kept only 53% of its 1x retrieval.
 
 **Held out**, so that the evaluation measures position handling and not a trained format: the evaluation's
-needle template ("special magic number"), its key vocabulary (adjective-noun pairs) and its haystack and
-perplexity text (``builtin:pydoc``) never appear here. Keys are made of syllables (``kelomari-47``), the filler
-text is the standard library's sources, and lookups use the record's own line format. The documents are a pure
+needle template ("special magic number") and its key vocabulary (adjective-noun pairs) never appear in a long
+document (they do in the replayed short rows, at the original RoPE, as in pretraining), and its haystack and
+perplexity text (``builtin:pydoc``) appears nowhere. Long documents' keys are made of syllables (``kelomari-47``),
+the filler text is the standard library's sources, and lookups use the record's own line format. The documents are a pure
 function of the seed and the tokenizer.
 """
 
