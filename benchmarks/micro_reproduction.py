@@ -56,6 +56,7 @@ from hf_longrope2.demo import (
     search_stage,
 )
 from hf_longrope2.embedded import tiny_base_path
+from hf_longrope2.midtrain import checkpoints_dir
 from hf_longrope2.search import versions
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -148,7 +149,7 @@ def run_seed(seed: int, work: Path, base: Path, window: int, budget: Budget, sca
         write_json_atomically(extra_file, extra)
     if "niah_by_steps" not in extra:
         extra["niah_by_steps"] = {
-            name: {str(s): niah_at(work / name / f"checkpoint-{s}", target, budget, 1000 + seed) for s in curve}
+            name: {str(s): niah_at(checkpoints_dir(work / name) / f"checkpoint-{s}", target, budget, 1000 + seed) for s in curve}
             | {str(budget.midtrain_steps): niah_at(work / name, target, budget, 1000 + seed)}
             for name in MIDTRAINED
         }

@@ -45,10 +45,36 @@ def write_json_atomically(path: str | Path, data, indent: int = 1) -> Path:
 
 
 def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> Path:
-    """Refuse a non-empty output folder unless `overwrite` (checked before any expensive work)."""
+    """Refuse, before any expensive work, an output folder that cannot be (re)written.
+
+    Raises:
+        FileExistsError: `output_dir` is a file, or a non-empty folder and not `overwrite`.
+        PermissionError: its parent folder cannot be created or written.
+    """
     out = Path(output_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--output-dir {out} is an existing file, not a folder; choose another --output-dir")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} exists and is not empty; pass --overwrite or choose another --output-dir")
+    parent = out.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError as exc:
+        raise PermissionError(f"--output-dir {out}: cannot write to {parent} ({exc.strerror or exc})") from None
+    return out
+
+
+def publish_folder(staging: str | Path, output_dir: str | Path, overwrite: bool = False) -> Path:
+    """Move the complete folder `staging` (a sibling of `output_dir`) into place, replacing it if `overwrite`."""
+    staging, out = Path(staging), Path(output_dir)
+    check_output_dir(out, overwrite)
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp creates 0700; the result should look like any other folder
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
     return out
 
 
@@ -59,12 +85,7 @@ def save_atomically(output_dir: str | Path, write: Callable[[Path], None], overw
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        tmp.chmod(0o777 & ~umask)  # mkdtemp creates 0700; the result should look like any other folder
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        publish_folder(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -17,33 +17,18 @@ for defaults that flags override.
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from transformers import HfArgumentParser
 
+from .arguments import parse_dataclass
 from .atomic import check_output_dir, save_atomically
 from .factors import METHODS
-
-
-def parse_dataclass(cls: type, argv: Sequence[str], prog: str, description: str):
-    """Parse `argv` into `cls`; ``--config x.yaml`` supplies defaults, flags override them."""
-    parser = HfArgumentParser(cls, prog=prog, description=description)
-    parser.add_argument("--config", default=None, help="YAML file whose keys are this command's fields")
-    args = parser.parse_args(list(argv))
-    if args.config:
-        data = yaml.safe_load(Path(args.config).read_text()) or {}
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            parser.error(f"unknown keys in {args.config}: {unknown}; accepted: {sorted(names)}")
-        parser.set_defaults(**data)
-        args = parser.parse_args(list(argv))
-    values = {f.name: getattr(args, f.name) for f in fields(cls)}
-    return cls(**values)
 
 
 @dataclass
@@ -62,16 +47,23 @@ class FactorsArguments:
             raise ValueError(f"--method must be one of {METHODS}, got {self.method!r}")
         if self.target_length <= 0:
             raise ValueError(f"--target-length must be a positive number of tokens, got {self.target_length}")
+        if self.rope_theta is not None and not (math.isfinite(self.rope_theta) and self.rope_theta > 1):
+            raise ValueError(f"--rope-theta must be a finite number > 1, got {self.rope_theta}")
+        if self.rotary_dim is not None and (self.rotary_dim < 2 or self.rotary_dim % 2):
+            raise ValueError(f"--rotary-dim must be an even number >= 2, got {self.rotary_dim}")
+        if self.original_length is not None and self.original_length < 1:
+            raise ValueError(f"--original-length must be a positive number of tokens, got {self.original_length}")
 
 
 def _rope_geometry(args: FactorsArguments) -> tuple[int, float, int]:
     if args.model is not None:
         from transformers import AutoConfig
 
+        from .loading import model_source
         from .modeling_longrope2 import longrope2_parameters
         from .rope import rotary_dim_of
 
-        config = AutoConfig.from_pretrained(args.model)
+        config = AutoConfig.from_pretrained(model_source(args.model, weights=False))
         params = longrope2_parameters(config)
         original = params.get("original_max_position_embeddings", config.max_position_embeddings)
         return rotary_dim_of(config, params), float(params["rope_theta"]), int(original)
@@ -98,7 +90,7 @@ def factors_main(argv: Sequence[str]) -> int:
         "ten_period_dim": factors.ten_period_dimension(dim, theta, original),
         **factors.baseline(args.method, dim, theta, original, args.target_length),
     }
-    print(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2, allow_nan=False))
     return 0
 
 
@@ -141,6 +133,7 @@ def extend_main(argv: Sequence[str]) -> int:
 
     from . import factors
     from .extend import extend
+    from .loading import check_factor_values, model_source, read_json
     from .modeling_longrope2 import longrope2_parameters
     from .rope import rotary_dim_of
 
@@ -148,13 +141,17 @@ def extend_main(argv: Sequence[str]) -> int:
         ExtendArguments, argv, "hf-longrope2 extend", "Extend a model with a factor vector and save it."
     )
     out = check_output_dir(args.output_dir, args.overwrite)
-    dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
-    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=dtype)
+    source = model_source(args.model)
     extra: dict = {}
     if args.factors_file:
-        spec = json.loads(Path(args.factors_file).read_text())
-        if "long_factor" not in spec:
-            raise ValueError(f"{args.factors_file} has no 'long_factor' key (found: {sorted(spec)})")
+        spec = read_json(args.factors_file, "--factors-file")
+        if not isinstance(spec, dict) or "long_factor" not in spec:
+            found = sorted(spec) if isinstance(spec, dict) else type(spec).__name__
+            raise ValueError(f"--factors-file {args.factors_file} has no 'long_factor' key (found: {found})")
+        check_factor_values(spec, f"--factors-file {args.factors_file}")
+    dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+    if args.factors_file:
         extra = {k: spec[k] for k in ("long_factor", "critical_dim", "long_mscale") if k in spec}
     else:
         params = longrope2_parameters(model.config)
@@ -175,7 +172,7 @@ def extend_main(argv: Sequence[str]) -> int:
         **extra,
     )
     try:
-        tokenizer = AutoTokenizer.from_pretrained(args.model)
+        tokenizer = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError, TypeError) as exc:
         tokenizer = None
         print(f"note: no tokenizer saved ({type(exc).__name__}: {str(exc).splitlines()[0]})", file=sys.stderr)
@@ -200,6 +197,7 @@ class ExportArguments:
     output_dir: str = field(
         default="", metadata={"help": "Destination folder in the built-in 'longrope' format (required)"}
     )
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
 
     def __post_init__(self) -> None:
         if not self.model or not self.output_dir:
@@ -212,8 +210,13 @@ def export_main(argv: Sequence[str]) -> int:
     args = parse_dataclass(
         ExportArguments, argv, "hf-longrope2 export-serving", "Export a longrope2 folder for vLLM / plain transformers."
     )
-    print(f"exported -> {export_for_serving(args.model, args.output_dir)}")
+    print(f"exported -> {export_for_serving(args.model, args.output_dir, overwrite=args.overwrite)}")
     return 0
+
+
+@dataclass
+class EnvArguments:
+    """``hf-longrope2 env`` takes no options."""
 
 
 def env_main(argv: Sequence[str]) -> int:
@@ -223,6 +226,7 @@ def env_main(argv: Sequence[str]) -> int:
     from . import __version__
     from .modeling_longrope2 import SUPPORTED_MODEL_TYPES
 
+    parse_dataclass(EnvArguments, argv, "hf-longrope2 env", "Print versions and the supported architectures.")
     print(f"hf-longrope2 {__version__}")
     print(f"python {platform.python_version()} ({platform.platform()})")
     for name in ("torch", "transformers", "accelerate", "peft", "trl", "datasets", "huggingface-hub", "flash-attn"):
@@ -294,7 +298,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
 def _usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [
-        "usage: hf-longrope2 <command> [options]   (hf-longrope2 <command> --help for its options)",
+        "usage: hf-longrope2 [--debug] <command> [options]   (hf-longrope2 <command> --help for its options)",
         "",
         "commands:",
     ]
@@ -302,8 +306,81 @@ def _usage() -> str:
     return "\n".join(lines)
 
 
+DEBUG_ENV = "HF_LONGROPE2_DEBUG"
+# failures a user can fix from the message: bad values, files, folders, permissions, network, YAML, missing extras
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, yaml.YAMLError, ModuleNotFoundError)
+
+
+def _flag_value(argv: Sequence[str], name: str) -> str | None:
+    """The value of ``--name`` / ``--name-with-dashes`` in `argv` (last one wins), or of `name` in its --config."""
+    from .arguments import read_yaml, split_config
+
+    flags = {f"--{name}", f"--{name.replace('_', '-')}"}
+    value = None
+    items = list(argv)
+    for i, item in enumerate(items):
+        if item in flags and i + 1 < len(items):
+            value = items[i + 1]
+        elif "=" in item and item.split("=", 1)[0] in flags:
+            value = item.split("=", 1)[1]
+    if value is None:
+        config, _ = split_config(argv)
+        if config:
+            try:
+                value = read_yaml(config).get(name)
+            except ValueError:
+                return None
+    return None if value is None else str(value)
+
+
+def interrupted_hint(name: str, argv: Sequence[str]) -> str:
+    """What an interrupted `name` run kept, and the command that continues it."""
+    import shlex
+
+    again = "hf-longrope2 " + " ".join(shlex.quote(a) for a in [name, *argv] if a != "--overwrite")
+    out = _flag_value(argv, "output_dir")
+    if name in ("search", "eval") and out:
+        state = Path(f"{os.path.normpath(out)}.{'search' if name == 'search' else 'eval'}-state")
+        if state.exists():
+            resume = "" if "--resume" in argv else " --resume"
+            return f"its state in {state} is kept; continue with: {again}{resume}"
+    if name == "demo":
+        resume = "" if "--resume" in argv else " --resume"
+        return f"finished stages in {out or 'longrope2-demo'} are kept; continue with: {again}{resume}"
+    if name == "midtrain" and out:
+        from .midtrain import checkpoints_dir
+
+        work = checkpoints_dir(out)
+        if work.is_dir() and any(p.name.startswith("checkpoint-") for p in work.iterdir()):
+            resume = "" if "--resume_from_checkpoint" in argv else " --resume_from_checkpoint true"
+            return f"checkpoints in {work} are kept; continue with: {again}{resume}"
+        return f"no checkpoint had been saved (see save_steps) and {out} was not written"
+    return "nothing was written (outputs appear only once complete)"
+
+
+def run_command(name: str, argv: Sequence[str], debug: bool = False) -> int:
+    """Run verb `name`: expected failures exit 2 with one line, Ctrl-C 130 with what was kept (`debug`: raise)."""
+    debug = debug or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes")
+    try:
+        return COMMANDS[name][0](argv)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"\nhf-longrope2 {name}: interrupted; {interrupted_hint(name, argv)}", file=sys.stderr)
+        return 130
+    except EXPECTED_ERRORS as exc:
+        if debug:
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"hf-longrope2 {name}: error: {message} (traceback: hf-longrope2 --debug {name} ...)", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = False
+    while argv and argv[0] == "--debug":
+        debug, argv = True, argv[1:]
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
         return 0 if argv else 2
@@ -311,11 +388,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"hf-longrope2: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
-    try:
-        return COMMANDS[name][0](rest)
-    except (ValueError, FileExistsError, FileNotFoundError) as exc:
-        print(f"hf-longrope2 {name}: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(name, rest, debug)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ the window.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -112,6 +113,7 @@ def midtrain_config(model: Path, output_dir: Path, target_length: int, steps: in
         "bf16": False,
         "gradient_checkpointing": False,
         "dataset_num_proc": 1,
+        "overwrite": True,  # a stage that runs again starts over (with --resume, only an incomplete one does)
     }
 
 
@@ -131,17 +133,36 @@ def data_stage(base: Path, out: Path, target: int, window: int, steps: int, seed
     return stage("midtraining data", out, resume, run, done_marker="settings.json")
 
 
+def is_complete(folder: Path, done_marker: str | None = None) -> bool:
+    """True when `folder` holds a finished stage: its marker, a report, or a model whose weights are complete."""
+    from .loading import check_model_folder_loadable
+
+    if done_marker:
+        return (folder / done_marker).exists()
+    if (folder / "report.json").is_file():
+        return True
+    if not (folder / "config.json").is_file() or not any(folder.glob("*.safetensors")):
+        return False
+    try:
+        check_model_folder_loadable(folder)
+    except ValueError:
+        return False
+    return True
+
+
 def stage(name: str, folder: Path, resume: bool, run, done_marker: str | None = None) -> bool:
-    """Run one stage unless `resume` and its folder is complete; True when it ran."""
-    markers = [done_marker] if done_marker else ["config.json", "report.json"]
-    if resume and any((folder / m).exists() for m in markers):
+    """Run one stage unless `resume` and its folder is complete (see [`is_complete`]); True when it ran."""
+    if resume and is_complete(folder, done_marker):
         print(f"[demo] {name}: kept from the earlier run ({folder})")
         return False
+    if resume and folder.exists():
+        print(f"[demo] {name}: {folder} is incomplete; running it again", flush=True)
+        shutil.rmtree(folder)
     started = time.perf_counter()
     print(f"[demo] {name} -> {folder}", flush=True)
     code = run()
     if code != 0:
-        raise RuntimeError(f"demo stage {name!r} failed with exit code {code}")
+        raise ValueError(f"demo stage {name!r} failed with exit code {code}")
     print(f"[demo] {name}: {time.perf_counter() - started:.0f} s", flush=True)
     return True
 
@@ -213,15 +234,14 @@ def eval_stage(models: dict[str, Path], out: Path, lengths: Sequence[int], budge
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hf-longrope2 demo``."""
     import json
-    import shutil
 
     from transformers import AutoConfig
 
-    from . import cli
+    from .arguments import parse_dataclass
     from .atomic import check_output_dir
     from .embedded import tiny_base_path
 
-    args = cli.parse_dataclass(DemoArguments, sys.argv[1:] if argv is None else argv, "hf-longrope2 demo",
+    args = parse_dataclass(DemoArguments, sys.argv[1:] if argv is None else argv, "hf-longrope2 demo",
                                "LongRoPE2 end to end on the embedded tiny base model.")
     budget = QUICK if args.quick else FULL
     out = Path(args.output_dir)

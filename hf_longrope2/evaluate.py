@@ -272,15 +272,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from transformers import AutoTokenizer
 
-    from .atomic import save_atomically, write_json_atomically
-    from .cli import parse_dataclass
+    from .arguments import parse_dataclass
+    from .atomic import check_output_dir, save_atomically, write_json_atomically
+    from .loading import model_source, read_json
     from .needles import tokenizer_fingerprint
     from .report import write_report
-    from .search import check_writable
 
     argv = merge_repeated_flags(sys.argv[1:] if argv is None else argv, ("--model", "--name"))
     args = parse_dataclass(EvalArguments, argv, "hf-longrope2 eval", "Evaluate long-context models side by side.")
-    check_writable(args.output_dir, args.overwrite)
+    check_output_dir(args.output_dir, args.overwrite)
     state_file = args.state_dir / "state.json"
     settings = json.loads(json.dumps(asdict(args), default=str))
     for key in ("overwrite", "resume"):
@@ -288,7 +288,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.resume:
         if not state_file.exists():
             raise FileNotFoundError(f"--resume: no evaluation state at {state_file}")
-        state = json.loads(state_file.read_text())
+        state = read_json(state_file, "--resume: the evaluation state")
+        if not isinstance(state, dict) or not isinstance(state.get("cells"), dict):
+            raise ValueError(f"--resume: {state_file} is not an evaluation state (no 'cells'); delete "
+                             f"{args.state_dir} and rerun without --resume")
         if state.get("settings") != settings:
             raise ValueError(f"--resume: the settings differ from the interrupted run's ({state_file}); rerun without it")
     else:
@@ -297,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"an earlier evaluation left its state in {args.state_dir}; pass --resume to continue it, or delete it"
             )
         state = {"settings": settings, "cells": {}}
+    args.model = [model_source(path) for path in args.model]  # every model checked before any work
     tokenizer = AutoTokenizer.from_pretrained(args.model[0])
     reference = tokenizer_fingerprint(tokenizer)
     for path in args.model[1:]:

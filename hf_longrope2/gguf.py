@@ -204,7 +204,7 @@ def positionals_as_flags(argv: Sequence[str]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import parse_dataclass
+    from .arguments import parse_dataclass
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_dataclass(

@@ -23,9 +23,11 @@ exactly the checked files, after ``create_repo`` (and ``create_branch`` for a ne
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -90,6 +92,13 @@ def validate_repo_id(repo_id: str) -> str:
     return repo_id
 
 
+CREDENTIAL_NAMES = (".env*", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*.pem", "*.key", "*.p12",
+                    "credentials*", ".netrc", ".git-credentials", ".pypirc")
+PICKLED_ARGUMENTS = ("training_args.bin",)  # the Trainer's pickle of its arguments: may hold a token
+TOKEN_LINE = re.compile(rb"(?m)^\s*(?:[A-Za-z_]*TOKEN\s*[=:]\s*[\"']?)?hf_[A-Za-z0-9]{30,}")
+SCAN_LIMIT = 50 * 2**20  # content scan of files up to this size; weights are never text
+
+
 def _skip_reason(relative: Path) -> str | None:
     for part in relative.parts[:-1]:
         if part.startswith("."):
@@ -98,31 +107,76 @@ def _skip_reason(relative: Path) -> str | None:
             return "cache folder"
         if part.startswith("checkpoint-"):
             return "Trainer checkpoint"
-    if relative.name.startswith("."):
+    name = relative.name
+    if any(fnmatch.fnmatch(name.lower(), pattern) for pattern in CREDENTIAL_NAMES):
+        return "looks like a credential (by its name): never uploaded"
+    if name in PICKLED_ARGUMENTS:
+        return "pickled training arguments (may hold a token): never uploaded; training_args.json is kept"
+    if name.startswith("."):
         return "hidden file"
-    if relative.name.endswith(JUNK_SUFFIXES):
+    if name.endswith(JUNK_SUFFIXES):
         return "temporary file"
     return None
 
 
+def _content_reason(path: Path) -> str | None:
+    """Why the content of regular file `path` must not be uploaded (a Hugging Face token in it), or None."""
+    if path.suffix in (".safetensors", ".gguf") or path.stat().st_size > SCAN_LIMIT:
+        return None
+    with path.open("rb") as f:
+        if TOKEN_LINE.search(f.read()):
+            return "holds a line with a Hugging Face token (hf_...): never uploaded"
+    return None
+
+
+def _entry_reason(path: Path, root: Path) -> str | None:
+    """Why the file-system entry `path` inside `root` is not a regular file inside the folder, or None."""
+    if path.is_symlink():
+        try:
+            target = path.resolve(strict=True)
+        except (FileNotFoundError, RuntimeError):
+            return f"dangling symlink (-> {os.readlink(path)})"
+        if not target.is_relative_to(root):
+            return f"symlink to {target}, outside the folder: never uploaded"
+        if target.is_dir():
+            return "symlink to a folder: not followed"
+        if not target.is_file():
+            return "symlink to something that is not a regular file"
+        return None
+    if path.is_dir():
+        return None
+    if not path.is_file():
+        return "not a regular file"
+    return None
+
+
 def upload_files(folder: str | Path) -> tuple[list[str], dict[str, str]]:
-    """(files to upload, {skipped path: reason}) of `folder`, as sorted POSIX paths relative to it."""
+    """(files to upload, {skipped path: reason}) of `folder`, as sorted POSIX paths relative to it.
+
+    Only regular files inside the folder (or symlinks resolving to one) are uploaded; hidden, cache and
+    checkpoint folders, temporary files, credential-looking files (by name or by an ``hf_`` token in them),
+    pickled training arguments, symlinks leaving the folder or to folders, dangling links and special files
+    are skipped, each with its reason.
+    """
     folder = Path(folder)
+    root = folder.resolve()
     files, skipped = [], {}
-    for root, dirs, names in os.walk(folder):
-        root_path = Path(root)
-        for name in sorted(dirs):  # report a junk folder once instead of every file inside it
-            relative = (root_path / name).relative_to(folder)
-            reason = _skip_reason(relative / "x")
+    for current, dirs, names in os.walk(folder):
+        current_path = Path(current)
+        for name in sorted(dirs):  # report a skipped folder once instead of every file inside it
+            relative = (current_path / name).relative_to(folder)
+            reason = _entry_reason(current_path / name, root) or _skip_reason(relative / "x")
             if reason:
                 skipped[relative.as_posix() + "/"] = reason
                 dirs.remove(name)
         for name in names:
-            relative = (root_path / name).relative_to(folder)
-            reason = _skip_reason(relative)
+            relative = (current_path / name).relative_to(folder)
+            reason = _skip_reason(relative) or _entry_reason(current_path / name, root)
+            if reason is None:
+                reason = _content_reason(current_path / name)
             if reason:
                 skipped[relative.as_posix()] = reason
-            elif (root_path / name).is_file():
+            else:
                 files.append(relative.as_posix())
     return sorted(files), dict(sorted(skipped.items()))
 
@@ -147,6 +201,12 @@ def _check_config(folder: Path, problems: list[str]) -> dict | None:
     except json.JSONDecodeError as exc:
         problems.append(f"config.json is not valid JSON ({exc})")
         return None
+    from .loading import check_rope_values
+
+    try:
+        check_rope_values(config, "config.json")
+    except ValueError as exc:
+        problems.append(str(exc))
     rope_type = _rope_parameters(config).get("rope_type", "default")
     if rope_type not in ROPE_TYPES:
         problems.append(
@@ -182,42 +242,14 @@ def _check_code(folder: Path, config: dict, problems: list[str]) -> None:
         pending += [f"{module.replace('.', '/')}.py" for module in get_relative_imports(folder / name)]
 
 
-def _check_safetensors(path: Path) -> str | None:
-    """Why `path` is not a complete safetensors file (header and size), or None."""
-    size = path.stat().st_size
-    try:
-        with path.open("rb") as f:
-            header_size = int.from_bytes(f.read(8), "little")
-            if not 0 < header_size <= size - 8:
-                return f"{path.name} is not a safetensors file ({size} bytes)"
-            header = json.loads(f.read(header_size))
-    except (OSError, ValueError) as exc:
-        return f"{path.name} has an unreadable safetensors header ({exc})"
-    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
-    if 8 + header_size + end != size:
-        return f"{path.name} is truncated or padded: {size} bytes, its header describes {8 + header_size + end}"
-    return None
-
-
 def _check_weights(folder: Path, files: list[str], problems: list[str]) -> None:
-    weights = [f for f in files if f.endswith(".safetensors")]
-    if not weights:
+    from .loading import weight_problems
+
+    if not any(f.endswith(".safetensors") for f in files):
         other = [f for f in files if f.endswith((".bin", ".pt", ".pth", ".gguf"))]
         problems.append("no *.safetensors weights" + (f" (found {other}; re-save with save_pretrained, which writes "
                                                         "safetensors)" if other else ""))
-    for index_name in [f for f in files if f.endswith(".safetensors.index.json")]:
-        try:
-            shards = set(json.loads((folder / index_name).read_text())["weight_map"].values())
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            problems.append(f"{index_name} is not a valid index (no weight_map: {exc})")
-            continue
-        missing = sorted(s for s in shards if s not in files)
-        if missing:
-            problems.append(f"{index_name} names shards that are missing: {missing}")
-    for name in weights:
-        problem = _check_safetensors(folder / name)
-        if problem:
-            problems.append(problem)
+    problems += weight_problems(folder, files)
 
 
 def _check_tokenizer(files: list[str], problems: list[str]) -> None:
@@ -272,7 +304,7 @@ def check_model_folder(folder: str | Path, card: str | None = None) -> list[str]
     _check_tokenizer(files, problems)
     _check_card(folder, files, problems, card)
     if problems:
-        raise ValueError(f"{folder} is not ready to push:\n" + "\n".join(f"  - {p}" for p in problems))
+        raise ValueError(f"{folder} is not ready to push: " + "; ".join(problems))
     return sorted(set(files) | ({"README.md"} if card is not None else set()))
 
 
@@ -348,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hf-longrope2 push``."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    from .cli import parse_dataclass
+    from .arguments import parse_dataclass
 
     argv = sys.argv[1:] if argv is None else argv
     args = parse_dataclass(PushArguments, argv, "hf-longrope2 push",
@@ -362,8 +394,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     files = check_model_folder(folder, card)
     sizes = {f: len(card.encode()) if card and f == "README.md" else (folder / f).stat().st_size for f in files}
     revision = args.revision or "main"
+    _, skipped = upload_files(folder)
     if args.dry_run:
-        _, skipped = upload_files(folder)
         print(f"dry run: {len(files)} files, {sum(sizes.values()):,} bytes -> model repo {args.repo_id} "
               f"(revision {revision}, private {args.private})")
         for name in files:
@@ -372,12 +404,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, reason in skipped.items():
             print(f"{'skipped':>15}  {name}  ({reason})")
         return 0
+    for name, reason in skipped.items():
+        print(f"skipped {name} ({reason})", file=sys.stderr)
     try:
         info = push(folder, args.repo_id, files=files, private=args.private, revision=args.revision,
                     commit_message=args.commit_message, card=card)
     except HfHubHTTPError as exc:
-        print(f"hf-longrope2 push: the Hub refused the upload to {args.repo_id}: {exc}", file=sys.stderr)
-        return 1
+        raise ValueError(f"the Hub refused the upload to {args.repo_id}: {' '.join(str(exc).split())}") from None
+    except Exception as exc:
+        if not is_network_error(exc):
+            raise
+        from huggingface_hub import constants
+
+        raise ValueError(f"could not reach the Hub at {constants.ENDPOINT} ({type(exc).__name__}: {exc}); nothing was "
+                         "uploaded: check the network (or HF_ENDPOINT) and run the same command again") from None
     print(f"uploaded {len(files)} files ({sum(sizes.values()):,} bytes) to {args.repo_id} (revision {revision})")
     print(f"commit: {info.commit_url}")
     return 0
+
+
+def is_network_error(exc: BaseException) -> bool:
+    """True for a connection, DNS or timeout error of the Hub client (httpx or requests) or the OS."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"TransportError", "NetworkError", "ConnectionError", "TimeoutException", "Timeout",
+                         "ConnectError", "OfflineModeIsEnabled"}) or isinstance(exc, (ConnectionError, TimeoutError))

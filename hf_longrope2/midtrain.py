@@ -18,8 +18,8 @@ The output folder is an extended model in the foundation format (LoRA adapters m
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,6 +35,10 @@ class MidtrainScriptArguments:
         default="sft", metadata={"help": f"One of {TRAINERS}: LongRoPE2SFTTrainer (TRL) or LongRoPE2Trainer"}
     )
     tiny_window: int = field(default=128, metadata={"help": f"Original window of {TINY} (offline test model)"})
+    overwrite: bool = field(
+        default=False,
+        metadata={"help": "Replace a non-empty output_dir (and start its OUTPUT.checkpoints folder over)"},
+    )
 
     def __post_init__(self) -> None:
         if self.trainer not in TRAINERS:
@@ -49,13 +53,44 @@ def make_parser():
     return TrlParser((MidtrainScriptArguments, LongRoPE2SFTConfig, ModelConfig), prog="hf-longrope2 midtrain")
 
 
+def parse_args(argv: Sequence[str]) -> tuple:
+    """(script arguments, `LongRoPE2SFTConfig`, TRL `ModelConfig`) from flags and ``--config x.yaml``."""
+    from trl import ModelConfig
+
+    from .arguments import parse_dataclasses
+    from .trainer import LongRoPE2SFTConfig
+
+    return parse_dataclasses((MidtrainScriptArguments, LongRoPE2SFTConfig, ModelConfig), argv,
+                             "hf-longrope2 midtrain", parser=make_parser())
+
+
+def checkpoints_dir(output_dir: str | os.PathLike) -> Path:
+    """Where the Trainer writes checkpoints: ``OUTPUT.checkpoints`` beside the final folder, which appears only
+    complete (written to a temporary sibling and renamed at the end)."""
+    out = Path(os.path.normpath(output_dir))
+    return out.with_name(out.name + ".checkpoints")
+
+
+def masked_arguments(args) -> dict:
+    """The training arguments as JSON-ready values, every token masked (what ``training_args.json`` holds)."""
+    values = args.to_dict()  # masks fields ending in _token as "<HUB_TOKEN>" ...
+    for key in list(values):
+        if "token" in key.lower() and isinstance(values[key], str) and values[key]:
+            values[key] = "<masked>"  # ... and any other token-looking field too
+    return values
+
+
 def read_factors(path: str) -> dict:
     """``long_factor`` (and ``critical_dim`` when present) from a JSON file or a ``search_log.json``."""
-    data = json.loads(Path(path).read_text())
-    if "best" in data and isinstance(data["best"], dict):  # a search_log.json
+    from .loading import check_factor_values, read_json
+
+    data = read_json(path, "factors_file")
+    if isinstance(data, dict) and isinstance(data.get("best"), dict):  # a search_log.json
         data = data["best"]
-    if "long_factor" not in data:
-        raise ValueError(f"{path} has no 'long_factor' (nor best.long_factor); keys: {sorted(data)}")
+    if not isinstance(data, dict) or "long_factor" not in data:
+        found = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"factors_file {path} has no 'long_factor' (nor best.long_factor); found: {found}")
+    check_factor_values(data, f"factors_file {path}")
     return {"long_factor": data["long_factor"], "critical_dim": data.get("critical_dim")}
 
 
@@ -86,6 +121,9 @@ def load_model_and_tokenizer(script, args, model_config):
             extend(model, factors.yarn(16, config.rope_parameters["rope_theta"], scale, script.tiny_window),
                    max_position_embeddings=args.target_length)
     else:
+        from .loading import model_source
+
+        name = model_source(name, "model_name_or_path")
         dtype = model_config.dtype if model_config.dtype in (None, "auto") else getattr(torch, model_config.dtype)
         kwargs = {"dtype": dtype or "auto", "revision": model_config.model_revision}
         if model_config.attn_implementation:
@@ -118,16 +156,31 @@ def accelerate_asks_for_fsdp() -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hf-longrope2 midtrain`` and ``recipes/midtrain.py``."""
-    from .atomic import write_json_atomically
+    from .atomic import check_output_dir, publish_folder, write_json_atomically
     from .cards import write_model_card
     from .packing import build_mixed_dataset, mixture_from_yaml
     from .trainer import LongRoPE2SFTTrainer, LongRoPE2Trainer, LongRoPE2TrainingArguments, original_window
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    script, args, model_config = make_parser().parse_args_and_config(args=argv)
+    script, args, model_config = parse_args(argv)
+    # the token never enters anything the Trainer saves (training_args.bin in every checkpoint is a pickle of args)
+    hub_token, args.hub_token = args.hub_token, None
     push_to_hub, args.push_to_hub = args.push_to_hub, False  # pushed by hub.push at the end, not at every save
     if args.mixture is None:
         raise ValueError("mixture is required: a YAML list of sources (see recipes/tiny/midtrain.yaml)")
+    out = Path(args.output_dir)
+    work = checkpoints_dir(out)
+    if str(args.resume_from_checkpoint).lower() in ("true", "false"):  # true: the last one in OUTPUT.checkpoints
+        args.resume_from_checkpoint = str(args.resume_from_checkpoint).lower() == "true" or None
+    resuming = args.resume_from_checkpoint is not None
+    check_output_dir(out, script.overwrite)
+    if work.exists() and any(work.iterdir()) and not resuming:
+        if not script.overwrite:
+            raise FileExistsError(f"{work} holds checkpoints of an earlier run: pass --resume_from_checkpoint true "
+                                  "to continue it, or --overwrite to start over")
+        if args.process_index == 0:
+            shutil.rmtree(work)
+    args.output_dir = str(work)
     model, tokenizer = load_model_and_tokenizer(script, args, model_config)
     window = original_window(model)
     if args.target_length <= window:
@@ -167,28 +220,37 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"note: the accelerate config asks for FSDP, but accelerate runs {distributed_type} (its FSDP plugin "
               "needs GPUs): every process holds the whole model, nothing is sharded", file=sys.stderr)
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-    out = Path(args.output_dir)
+    staging = out.with_name(f".{out.name}.saving")  # hidden sibling, renamed to `out` once complete
+    if trainer.is_world_process_zero() and staging.exists():
+        shutil.rmtree(staging)  # left by a run killed while saving
+    trainer.accelerator.wait_for_everyone()
     final = trainer.model
     if hasattr(final, "merge_and_unload"):  # LoRA (DDP / one process): merge so plain from_pretrained loads it
         final = final.merge_and_unload()
         if trainer.is_world_process_zero():
-            final.save_pretrained(out)
-    else:  # the Trainer gathers FSDP / ZeRO-3 shards itself
-        trainer.save_model(str(out))
+            final.save_pretrained(staging)
+    else:  # the Trainer gathers FSDP / ZeRO-3 shards itself (every process takes part)
+        trainer.save_model(str(staging))
     if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(out)
+        (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle of the arguments: JSON instead
+        tokenizer.save_pretrained(staging)
+        training = masked_arguments(args)
         log = {
-            "settings": {"script": asdict(script), "model": asdict(model_config), "training": args.to_dict()},
+            "settings": {"script": asdict(script), "model": asdict(model_config), "training": training},
             "num_processes": trainer.accelerator.num_processes,
             "distributed_type": distributed_type,
             "fsdp": trainer.is_fsdp_enabled,
+            "checkpoints": str(work),
             "packing": report.to_dict(),
             "train": result.metrics,
             "log_history": trainer.state.log_history,
         }
-        write_json_atomically(out / "midtrain_log.json", log)
-        write_model_card(out, base_model=model_config.model_name_or_path, midtrain=log)
-        print(f"midtrained {model_config.model_name_or_path} -> {out}: {report.summary()}")
+        write_json_atomically(staging / "training_args.json", training)
+        write_json_atomically(staging / "midtrain_log.json", log)
+        write_model_card(staging, base_model=model_config.model_name_or_path, midtrain=log)
+        publish_folder(staging, out, overwrite=script.overwrite)
+        print(f"midtrained {model_config.model_name_or_path} -> {out}: {report.summary()} (checkpoints: {work})")
+    trainer.accelerator.wait_for_everyone()
     if push_to_hub and trainer.is_world_process_zero():
         # our push, not the Trainer's: it checks the folder and keeps our model card (the Trainer writes its own)
         from .hub import push
@@ -197,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "/" not in repo_id:
             from huggingface_hub import whoami
 
-            repo_id = f"{whoami(token=args.hub_token)['name']}/{repo_id}"
-        info = push(out, repo_id, private=bool(args.hub_private_repo), revision=args.hub_revision, token=args.hub_token)
+            repo_id = f"{whoami(token=hub_token)['name']}/{repo_id}"
+        info = push(out, repo_id, private=bool(args.hub_private_repo), revision=args.hub_revision, token=hub_token)
         print(f"pushed {out} -> {info.commit_url}")
     return 0

@@ -23,7 +23,6 @@ The output folder is a complete extended model (weights hard-linked from the sou
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -314,6 +313,15 @@ class Search:
         return now
 
     def run(self) -> dict:
+        """Score the references, then evolve; the state is saved after every step (resumable after Ctrl-C)."""
+        self.bar = None
+        try:
+            return self._run()
+        finally:
+            if self.bar is not None:
+                self.bar.close()  # before any message about an interruption
+
+    def _run(self) -> dict:
         from tqdm.auto import tqdm
 
         from .search_space import Candidate
@@ -397,22 +405,6 @@ def distributed_state():
     from accelerate.utils import parse_flag_from_env
 
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
-
-
-def check_writable(output_dir: str, overwrite: bool) -> Path:
-    """Fail before any work when `output_dir` is taken or its parent cannot be written."""
-    import tempfile
-
-    from .atomic import check_output_dir
-
-    out = check_output_dir(output_dir, overwrite)
-    parent = out.resolve().parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=parent).close()
-    except OSError as exc:
-        raise ValueError(f"--output-dir {output_dir}: cannot write to {parent} ({exc.strerror or exc})") from exc
-    return out
 
 
 def load_model(args: SearchArguments, device):
@@ -529,8 +521,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``hf-longrope2 search`` and ``recipes/search.py``."""
     from transformers import AutoTokenizer
 
-    from .cli import parse_dataclass
+    from .arguments import parse_dataclass
+    from .atomic import check_output_dir
     from .factors import METHODS, baseline
+    from .loading import model_source, read_json
     from .needles import NeedleSettings, needle_samples
     from .search_space import SearchSpace
 
@@ -538,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_dataclass(SearchArguments, argv, "hf-longrope2 search", "Search LongRoPE2 rescale factors.")
     distributed = distributed_state()
-    check_writable(args.output_dir, args.overwrite)
+    check_output_dir(args.output_dir, args.overwrite)
     state_file = args.state_dir / "state.json"
     if args.resume and not state_file.exists():
         raise FileNotFoundError(f"--resume: no search state at {state_file}")
@@ -546,6 +540,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise FileExistsError(
             f"a previous search left its state in {args.state_dir}; pass --resume to continue it, or delete the folder"
         )
+    args.model = model_source(args.model)
+    if args.resume:
+        state = read_json(state_file, "--resume: the search state")
+        if not isinstance(state, dict) or "settings" not in state:
+            raise ValueError(f"--resume: {state_file} is not a search state (no 'settings'); delete {args.state_dir} "
+                             "and start again")
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"--resume: {state_file} has state version {state.get('version')}, this hf-longrope2 "
+                             f"writes {STATE_VERSION}; delete {args.state_dir} and start again")
+        differing = sorted(k for k, v in args.result_settings().items() if state["settings"].get(k) != v)
+        if differing:
+            raise ValueError(f"--resume: settings differ from the saved search in {differing}; pass the same values")
     geo = geometry(args.model, args.target_length)
     dims = parse_critical_dims(
         args.critical_dims, geo["ten_period_dim"], geo["theoretical_critical_dim"], geo["rotary_dim"] // 2
@@ -568,15 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         m: baseline(m, geo["rotary_dim"], geo["rope_theta"], geo["original_max_position_embeddings"], args.target_length)
         for m in METHODS
     }
-    if args.resume:
-        state = json.loads(state_file.read_text())
-        if state.get("version") != STATE_VERSION:
-            raise ValueError(f"--resume: {state_file} has state version {state.get('version')}, this hf-longrope2 "
-                             f"writes {STATE_VERSION}; delete {args.state_dir} and start again")
-        differing = sorted(k for k, v in args.result_settings().items() if state["settings"].get(k) != v)
-        if differing:
-            raise ValueError(f"--resume: settings differ from the saved search in {differing}; pass the same values")
-    else:
+    if not args.resume:
         state = Search.new_state(args, random.Random(args.seed), seeds)
     if args.parents > args.population // 2 and distributed.is_main_process:
         print(f"note: --parents {args.parents} > population/2; using {args.population // 2}", file=sys.stderr)

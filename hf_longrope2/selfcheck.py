@@ -98,7 +98,7 @@ def check_reloads(results: dict, workdir: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .cli import parse_dataclass
+    from .arguments import parse_dataclass
 
     args = parse_dataclass(CheckArguments, argv or [], "hf-longrope2 check", __doc__.splitlines()[0])
     start = time.perf_counter()

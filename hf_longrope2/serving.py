@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from .modeling_longrope2 import architecture_for
@@ -86,33 +85,29 @@ def serving_config(config: dict) -> dict:
     return out
 
 
-def export_for_serving(src_dir: str | os.PathLike, dst_dir: str | os.PathLike) -> Path:
+def export_for_serving(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write a copy of the longrope2 model folder `src_dir` that plain transformers and vLLM load natively.
 
-    The destination is assembled in a temporary sibling folder and renamed into place, so a failure never
-    leaves a half-written `dst_dir`. An existing non-empty `dst_dir` is refused.
+    The source is checked first (config values finite and positive, weights complete); the destination is
+    assembled in a temporary sibling folder and renamed into place, so a failure never leaves a half-written
+    `dst_dir`. An existing non-empty `dst_dir` is refused unless `overwrite`.
 
     Returns:
         `Path`: the destination folder.
     """
-    src, dst = Path(src_dir), Path(dst_dir)
-    config_path = src / "config.json"
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{config_path} not found: export_for_serving needs a saved longrope2 model folder")
-    if dst.exists() and any(dst.iterdir()):
-        raise FileExistsError(f"{dst} exists and is not empty; choose a new destination")
-    exported = serving_config(json.loads(config_path.read_text()))
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", dir=dst.parent))
-    try:
+    from .atomic import check_output_dir, save_atomically
+    from .loading import check_model_folder_loadable
+
+    src = Path(src_dir)
+    if not src.is_dir():
+        raise ValueError(f"--model {src}: no such folder; export-serving needs a saved longrope2 model folder")
+    dst = check_output_dir(dst_dir, overwrite)
+    exported = serving_config(check_model_folder_loadable(src))
+
+    def write(tmp: Path) -> None:
         for path in sorted(src.iterdir()):
             if path.is_file() and path.name not in _SKIP and path.suffix != ".py":
                 _link_or_copy(path, tmp / path.name)
         (tmp / "config.json").write_text(json.dumps(exported, indent=2, sort_keys=True) + "\n")
-        if dst.exists():
-            dst.rmdir()
-        tmp.rename(dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dst
+
+    return save_atomically(dst, write, overwrite=overwrite)

@@ -115,7 +115,11 @@ def mixture_from_yaml(value: str | os.PathLike | Sequence[Mapping[str, Any]] | M
 
     Each mapping's keys are [`SourceSpec`] fields; unknown keys raise a `ValueError` naming them.
     """
-    if isinstance(value, str | os.PathLike):
+    if isinstance(value, str) and value.lstrip().startswith(("[", "{")):  # inline, e.g. a list in a recipe YAML
+        import yaml
+
+        value = yaml.safe_load(value)
+    elif isinstance(value, str | os.PathLike):
         path = Path(value).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"mixture file {str(path)!r} does not exist; expected a YAML list of sources")

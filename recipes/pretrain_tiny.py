@@ -172,13 +172,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tqdm.auto import tqdm
     from transformers import LlamaForCausalLM
 
-    from hf_longrope2.atomic import save_atomically, write_json_atomically
+    from hf_longrope2.atomic import check_output_dir, save_atomically, write_json_atomically
     from hf_longrope2.corpus import load_texts
-    from hf_longrope2.search import check_writable, versions
+    from hf_longrope2.search import versions
 
     argv = sys.argv[1:] if argv is None else list(argv)
     (args,) = make_parser().parse_args_into_dataclasses(args=argv)
-    check_writable(args.output_dir, args.overwrite)
+    check_output_dir(args.output_dir, args.overwrite)
     state_dir = Path(args.output_dir).with_name(Path(args.output_dir).name + ".pretrain-state")
     if args.resume and not (state_dir / "state.pt").exists():
         raise FileNotFoundError(f"--resume: no training state at {state_dir}")

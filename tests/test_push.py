@@ -312,3 +312,51 @@ def test_missing_folder_and_required_flags(tmp_path, hub, capsys):
     assert "is not a folder" in capsys.readouterr().err
     assert cli.main(["push", "--model", str(tmp_path)]) == 2
     assert "--repo-id is required" in capsys.readouterr().err
+
+
+DANGEROUS = {  # name -> the reason push gives for leaving it out
+    "passwd_link": "outside the folder: never uploaded",
+    "etc_link/": "outside the folder: never uploaded",
+    "dangling": "dangling symlink",
+    "inner_link/": "symlink to a folder: not followed",
+    "fifo": "not a regular file",
+    "id_rsa": "looks like a credential (by its name)",
+    "credentials.json": "looks like a credential (by its name)",
+    "server.pem": "looks like a credential (by its name)",
+    ".env": "looks like a credential (by its name)",
+    "training_args.bin": "pickled training arguments (may hold a token)",
+    "notes.txt": "holds a line with a Hugging Face token",
+}
+
+
+def _add_dangerous_entries(model_dir: Path) -> None:
+    import os
+
+    (model_dir / "passwd_link").symlink_to("/etc/passwd")
+    (model_dir / "etc_link").symlink_to("/etc")
+    (model_dir / "dangling").symlink_to(model_dir / "gone")
+    (model_dir / "inner").mkdir()
+    (model_dir / "inner" / "extra.txt").write_text("inside the folder, reached through a symlinked folder")
+    (model_dir / "inner_link").symlink_to(model_dir / "inner")
+    os.mkfifo(model_dir / "fifo")
+    for name in ("id_rsa", "credentials.json", "server.pem", ".env", "training_args.bin"):
+        (model_dir / name).write_text("secret")
+    (model_dir / "notes.txt").write_text("my notes\nHF_TOKEN=hf_" + "a1B2" * 9 + "\n")
+
+
+def test_push_uploads_only_regular_files_inside_the_folder_and_never_credentials(model_dir, hub, monkeypatch, capsys):
+    clean = _payload(model_dir)
+    _add_dangerous_entries(model_dir)
+    assert cli.main(["push", "--model", str(model_dir), "--repo-id", REPO, "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert set(_dry_run_files(printed)) == set(clean) | {"inner/extra.txt"}
+    for name, reason in DANGEROUS.items():
+        assert any(line.split()[:2] == ["skipped", name] and reason in line for line in printed.splitlines()), name
+    monkeypatch.setenv("HF_TOKEN", "hf_fake_write_token")
+    assert cli.main(["push", "--model", str(model_dir), "--repo-id", REPO]) == 0
+    err = capsys.readouterr().err
+    for name, reason in DANGEROUS.items():
+        assert f"skipped {name} (" in err and reason in err, name
+    commit = next(r for r in hub if "/commit/" in r.get("path", ""))
+    uploaded = {line["value"]["path"] for line in commit["ndjson"][1:]}
+    assert uploaded == set(clean) | {"inner/extra.txt"}

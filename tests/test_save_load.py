@@ -128,8 +128,11 @@ def test_serving_export_matches_on_long_inputs(saved, model_type):
 
 def test_export_refuses_bad_input(tmp_path, saved):
     root, out = saved
-    with pytest.raises(FileNotFoundError, match="config.json not found"):
+    with pytest.raises(ValueError, match="missing: no such folder"):
         hf_longrope2.export_for_serving(tmp_path / "missing", tmp_path / "dst")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no config.json there"):
+        hf_longrope2.export_for_serving(tmp_path / "empty", tmp_path / "dst")
     with pytest.raises(FileExistsError, match="is not empty"):
         hf_longrope2.export_for_serving(out["llama"]["dir"], out["qwen2"]["dir"])
     plain = tmp_path / "plain"

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from hf_longrope2 import cli
+from hf_longrope2.midtrain import checkpoints_dir
 from hf_longrope2.packing import SourceSpec, build_mixed_dataset
 from hf_longrope2.testing import VOCAB, char_tokenizer, extended_pair, load_in_isolation
 from hf_longrope2.trainer import (
@@ -140,9 +141,13 @@ def test_lora_recipe_saves_a_merged_model_and_resume_works(tmp_path):
     assert loaded["class"].endswith("LongRoPE2LlamaForCausalLM") and torch.isfinite(loaded["logits"]).all()
     log = json.loads((out / "midtrain_log.json").read_text())
     assert log["packing"]["rows"]["short"] > 0 and (out / "README.md").exists()
-    # the Trainer's own resume: continue the LoRA run from checkpoint-2 to step 3
+    # the Trainer's own resume: continue the LoRA run from checkpoint-2 (beside the model) to step 3; the finished
+    # folder is replaced only with --overwrite
     first = [h for h in log["log_history"] if "loss" in h]
-    assert cli.main([*args[:6], "3", *args[7:], "--resume_from_checkpoint", str(out / "checkpoint-2")]) == 0
+    checkpoint = checkpoints_dir(out) / "checkpoint-2"
+    assert not (out / "checkpoint-2").exists() and (checkpoint / "trainer_state.json").is_file()
+    assert cli.main([*args[:6], "3", *args[7:], "--resume_from_checkpoint", str(checkpoint)]) == 2
+    assert cli.main([*args[:6], "3", *args[7:], "--resume_from_checkpoint", str(checkpoint), "--overwrite"]) == 0
     resumed = [h for h in json.loads((out / "midtrain_log.json").read_text())["log_history"] if "loss" in h]
     assert [h["step"] for h in resumed] == [1, 2, 3] and resumed[:2] == first  # steps 1-2 restored, not re-run
 
