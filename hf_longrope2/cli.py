@@ -268,6 +268,12 @@ def convert_gguf_main(argv: Sequence[str]) -> int:
     return convert(argv)
 
 
+def export_gguf_main(argv: Sequence[str]) -> int:
+    from .gguf_export import main as export_gguf
+
+    return export_gguf(argv)
+
+
 def demo_main(argv: Sequence[str]) -> int:
     from .demo import main as demo
 
@@ -285,6 +291,7 @@ COMMANDS: dict[str, tuple[Callable[[Sequence[str]], int], str]] = {
     "factors": (factors_main, "print a PI / NTK / YaRN factor vector and the critical dimensions"),
     "extend": (extend_main, "extend a model with a factor vector and save a loadable folder"),
     "export-serving": (export_main, "export a longrope2 folder in the built-in 'longrope' format (vLLM)"),
+    "export-gguf": (export_gguf_main, "write a longrope2 Llama as a GGUF file llama.cpp runs at the extended length"),
     "search": (search_main, "needle-driven evolutionary search of LongRoPE2 factors -> an extended model folder"),
     "midtrain": (midtrain_main, "mixed-context-window midtraining (Trainer / TRL SFTTrainer) -> an extended model"),
     "eval": (eval_main, "needle-in-a-haystack grid, perplexity vs length, short-window retention -> report + PNGs"),
