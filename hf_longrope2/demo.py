@@ -13,7 +13,7 @@ missing):
    Python's documentation (``hf-longrope2 search``): the search-only extended model;
 2. ``pi/``, ``ntk/``, ``yarn/``: the same base extended with the classic factor vectors, each with its own
    attention factor (``hf-longrope2 extend``);
-3. ``data/``: the midtraining corpus of [`hf_longrope2.recall_data`]: long documents of up to 2048 tokens whose
+3. ``data/``: the midtraining corpus of [`hf_longrope2.tiny.recall_data`]: long documents of up to 2048 tokens whose
    lookups reach far back, over the standard library's sources, and short ones replaying the base's
    pretraining rows;
 4. ``longrope2/``: mixed-context-window midtraining of the searched model on it (``hf-longrope2 midtrain``):
@@ -83,7 +83,7 @@ def midtrain_config(model: Path, output_dir: Path, target_length: int, steps: in
                     short_fraction: float = 0.3, learning_rate: float = 3e-4) -> dict:
     """The midtraining recipe of the demo (written next to its output as ``midtrain.yaml``).
 
-    The data is the recall corpus of [`hf_longrope2.recall_data`] in `data`: long documents of up to
+    The data is the recall corpus of [`hf_longrope2.tiny.recall_data`] in `data`: long documents of up to
     `target_length` tokens whose lookups reach far back (long-window rows), and short documents replaying the
     base's pretraining rows (short-window rows, original RoPE). No long document holds the evaluation's needle
     template or key vocabulary, and no document its text.
@@ -121,7 +121,7 @@ def data_stage(base: Path, out: Path, target: int, window: int, steps: int, seed
     """The recall corpus for midtraining (enough long and short documents for `steps` steps of 2 rows)."""
     from transformers import AutoTokenizer
 
-    from .recall_data import RecallCorpusSettings, write_recall_corpus
+    from .tiny.recall_data import RecallCorpusSettings, write_recall_corpus
 
     settings = RecallCorpusSettings(target_length=target, window=window, long_documents=2 * steps + 8,
                                     short_documents=8 * steps + 32, seed=seed)
@@ -135,7 +135,7 @@ def data_stage(base: Path, out: Path, target: int, window: int, steps: int, seed
 
 def is_complete(folder: Path, done_marker: str | None = None) -> bool:
     """True when `folder` holds a finished stage: its marker, a report, or a model whose weights are complete."""
-    from .loading import check_model_folder_loadable
+    from .utils.loading import check_model_folder_loadable
 
     if done_marker:
         return (folder / done_marker).exists()
@@ -170,7 +170,7 @@ def stage(name: str, folder: Path, resume: bool, run, done_marker: str | None = 
 def search_stage(base: Path, target: int, out: Path, budget: Budget, seed: int, resume: bool,
                  objective: str = "needle") -> bool:
     """``hf-longrope2 search`` of the LongRoPE2 factors of `base` to `target` tokens into `out`."""
-    from . import search
+    from .search import runner as search
 
     return stage(f"search ({objective})", out, resume, lambda: search.main([
         "--model", str(base), "--target-length", str(target), "--dataset", DATASET, "--output-dir", str(out),
@@ -196,7 +196,7 @@ def midtrain_stage(model: Path, out: Path, target: int, steps: int, seed: int, r
     """``hf-longrope2 midtrain`` of the extended `model` into `out` (its recipe saved as ``out.yaml``)."""
     import yaml
 
-    from . import midtrain
+    from .midtrain import runner as midtrain
 
     recipe = midtrain_config(model, out, target, steps, seed, data, short_fraction, learning_rate)
     if save_steps:  # checkpoints (weights only) for a learning curve
@@ -212,7 +212,7 @@ def eval_stage(models: dict[str, Path], out: Path, lengths: Sequence[int], budge
                resume: bool, ruler_lengths: Sequence[int] | None = None, ruler_tasks: Sequence[str] | None = None
                ) -> bool:
     """``hf-longrope2 eval`` of `models` (base first) into `out`."""
-    from . import evaluate
+    from .evaluation import runner as evaluate
 
     argv = ["--output-dir", str(out), "--lengths", *map(str, lengths), "--depths", *map(str, budget.depths),
             "--needles-per-cell", str(budget.needles), "--ppl-documents", str(budget.ppl_documents),
@@ -237,9 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from transformers import AutoConfig
 
-    from .arguments import parse_dataclass
-    from .atomic import check_output_dir
-    from .embedded import tiny_base_path
+    from .tiny.base import tiny_base_path
+    from .utils.arguments import parse_dataclass
+    from .utils.atomic import check_output_dir
 
     args = parse_dataclass(DemoArguments, sys.argv[1:] if argv is None else argv, "hf-longrope2 demo",
                                "LongRoPE2 end to end on the embedded tiny base model.")
@@ -266,10 +266,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ran = eval_stage(models, out / "report", lengths, budget, args.seed + 1, args.resume)
     report = json.loads((out / "report" / "report.json").read_text())
     if not ran:
-        from .report import summary_table
+        from .evaluation.report import summary_table
 
         print(summary_table(report))
-    from .cards import card_inputs, write_model_card
+    from .publish.cards import card_inputs, write_model_card
 
     write_model_card(out / "longrope2", **card_inputs(out / "longrope2"), report=report, report_model="longrope2")
     print(f"[demo] done in {time.perf_counter() - started:.0f} s: extended model {out / 'longrope2'}, "

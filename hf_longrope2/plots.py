@@ -25,7 +25,7 @@ def _pyplot():
 
 
 def _save(fig, path: str | Path) -> Path:
-    from .atomic import atomic_path
+    from .utils.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight")

@@ -23,8 +23,16 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from .atomic import write_json_atomically
-from .testing import MODEL_TYPES, ORIGINAL, VOCAB, extended_pair, greedy_generate, load_in_isolation, longrope_reference
+from .tiny.models import (
+    MODEL_TYPES,
+    ORIGINAL,
+    VOCAB,
+    extended_pair,
+    greedy_generate,
+    load_in_isolation,
+    longrope_reference,
+)
+from .utils.atomic import write_json_atomically
 
 TOLERANCES = {"short": 0.0, "long_vs_longrope": 1e-5, "packed": 2e-5, "generate": 1e-4, "reload": 0.0}
 
@@ -98,7 +106,7 @@ def check_reloads(results: dict, workdir: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .arguments import parse_dataclass
+    from .utils.arguments import parse_dataclass
 
     args = parse_dataclass(CheckArguments, argv or [], "hf-longrope2 check", __doc__.splitlines()[0])
     start = time.perf_counter()
@@ -121,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nmax |logit difference| per check; tolerances {TOLERANCES}; {elapsed:.1f} s")
     print("all checks passed" if not failed else f"FAILED: {failed}")
     if args.output_dir:
-        from . import __version__
+        from .utils.environment import __version__
 
         out = Path(args.output_dir)
         out.mkdir(parents=True, exist_ok=True)

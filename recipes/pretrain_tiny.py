@@ -6,7 +6,7 @@ python recipes/pretrain_tiny.py --output-dir tiny-base --resume         # contin
 python recipes/pretrain_tiny.py --output-dir /tmp/t --max-steps 10      # smoke run
 ```
 
-Corpus, tokenizer and training rows: see [`hf_longrope2.pretrain`]. After training, the quality gate measures
+Corpus, tokenizer and training rows: see [`hf_longrope2.tiny.pretraining`]. After training, the quality gate measures
 needle retrieval (the evaluation's NIAH grid, greedy exact match) inside the native window and at 4x and 8x
 without any extension, and writes it into the model card and ``pretrain_log.json``. Training state is saved
 every ``--save-every`` steps to ``OUTPUT_DIR.pretrain-state/``; the model folder is written at once at the end.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from hf_longrope2.pretrain import (
+from hf_longrope2.tiny.pretraining import (
     RecallRows,
     TinyModelSettings,
     cosine_lr,
@@ -78,8 +78,8 @@ def quality_gate(
     model, tokenizer, texts: Sequence[str], window: int, needles: int, seed: int, scales: Sequence[float]
 ) -> dict:
     """NIAH accuracy per length (mean over 5 depths) at `scales` x `window`, original RoPE."""
-    from hf_longrope2.niah import haystack_stream, niah_grid, score_niah
-    from hf_longrope2.perplexity import tokenize_documents
+    from hf_longrope2.evaluation.niah import haystack_stream, niah_grid, score_niah
+    from hf_longrope2.evaluation.perplexity import tokenize_documents
 
     lengths = [round(s * window) for s in scales]
     docs = tokenize_documents(tokenizer, texts)
@@ -115,7 +115,7 @@ tags:
 A {num_params / 1e6:.2f}M-parameter Llama with the original RoPE and a {args.window}-token window, pretrained by
 `recipes/pretrain_tiny.py` (seed {args.seed}) on text every Python installation carries: the standard library's
 sources and its pydoc documentation, plus synthetic rows that teach copying and recall: repeated pieces, key-to-value
-snippets and the needle template of `hf_longrope2.needles` (random keys, 7-digit numbers). It exists so the LongRoPE2 pipeline (search,
+snippets and the needle template of `hf_longrope2.data.needles` (random keys, 7-digit numbers). It exists so the LongRoPE2 pipeline (search,
 midtraining, evaluation) can run, and show context extension working or failing, on a laptop CPU with no hub.
 It is not a useful language model.
 
@@ -140,7 +140,7 @@ Required: >= 90% inside the window, near 0% at 4-8x (the problem context extensi
 ## Use
 
 ```python
-from hf_longrope2.embedded import tiny_base_path
+from hf_longrope2.tiny.base import tiny_base_path
 from transformers import AutoModelForCausalLM, AutoTokenizer
 model = AutoModelForCausalLM.from_pretrained(tiny_base_path())
 ```
@@ -172,9 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from tqdm.auto import tqdm
     from transformers import LlamaForCausalLM
 
-    from hf_longrope2.atomic import check_output_dir, save_atomically, write_json_atomically
-    from hf_longrope2.corpus import load_texts
-    from hf_longrope2.search import versions
+    from hf_longrope2.data.texts import load_texts
+    from hf_longrope2.utils.atomic import check_output_dir, save_atomically, write_json_atomically
+    from hf_longrope2.utils.environment import versions
 
     argv = sys.argv[1:] if argv is None else list(argv)
     (args,) = make_parser().parse_args_into_dataclasses(args=argv)
@@ -230,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         answer=f"{sum(recent) / max(1, len(recent)):.3f}")
         if step % args.save_every == 0 and step < args.max_steps:
             state_dir.mkdir(parents=True, exist_ok=True)
-            from hf_longrope2.atomic import atomic_path
+            from hf_longrope2.utils.atomic import atomic_path
 
             with atomic_path(state_dir / "state.pt") as tmp:
                 elapsed = elapsed_before + time.perf_counter() - train_started

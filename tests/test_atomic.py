@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from hf_longrope2.atomic import atomic_path, save_atomically, write_json_atomically
+from hf_longrope2.utils.atomic import atomic_path, save_atomically, write_json_atomically
 
 
 def test_failed_write_keeps_the_old_file_and_no_temporary(tmp_path):

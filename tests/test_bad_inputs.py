@@ -17,8 +17,8 @@ import huggingface_hub
 import pytest
 
 from hf_longrope2 import cli
-from hf_longrope2.cards import write_model_card
-from hf_longrope2.testing import char_tokenizer, extended_pair, save_tiny_model
+from hf_longrope2.publish.cards import write_model_card
+from hf_longrope2.tiny.models import char_tokenizer, extended_pair, save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_RECIPE = str(ROOT / "recipes" / "tiny" / "midtrain.yaml")
@@ -225,7 +225,7 @@ def test_debug_shows_the_traceback(models, tmp_path, capsys, monkeypatch):
 
 
 def test_ctrl_c_in_search_keeps_the_state_and_says_how_to_resume(models, tmp_path, capsys, monkeypatch):
-    from hf_longrope2 import search
+    from hf_longrope2.search import runner as search
 
     monkeypatch.setenv("HF_LONGROPE2_CACHE", str(tmp_path / "cache"))
     argv = ["search", "--model", str(models / "base"), "--target-length", "512", "--dataset", "builtin:pydoc",
@@ -278,12 +278,12 @@ def test_a_token_passed_to_midtrain_is_in_no_byte_written(tmp_path):
 
 
 def test_midtrain_final_save_is_atomic(tmp_path, capsys, monkeypatch):
-    import hf_longrope2.midtrain as midtrain
+    import hf_longrope2.midtrain.runner as midtrain
 
     def failing_card(folder, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("hf_longrope2.cards.write_model_card", failing_card)
+    monkeypatch.setattr("hf_longrope2.publish.cards.write_model_card", failing_card)
     assert cli.main(_tiny_midtrain(tmp_path)) == 2
     assert "No space left on device" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # the folder is complete or absent

@@ -10,8 +10,8 @@ import pytest
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from hf_longrope2 import cards
-from hf_longrope2.testing import char_tokenizer, extended_pair, tiny_search_output
+from hf_longrope2.publish import cards
+from hf_longrope2.tiny.models import char_tokenizer, extended_pair, tiny_search_output
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from hf_longrope2 import cli, factors
-from hf_longrope2.testing import ORIGINAL, VOCAB, tiny_model
+from hf_longrope2.tiny.models import ORIGINAL, VOCAB, tiny_model
 
 
 def test_console_script_lists_commands():

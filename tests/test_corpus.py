@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hf_longrope2.corpus import BUILTIN_SOURCES, TEXT_EXTENSIONS, describe, load_texts, source_fingerprint
+from hf_longrope2.data.texts import BUILTIN_SOURCES, TEXT_EXTENSIONS, describe, load_texts, source_fingerprint
 
 
 def _write_jsonl(path: Path, records: list[dict]) -> Path:

@@ -13,8 +13,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from hf_longrope2 import cli
-from hf_longrope2.embedded import TINY_BASE, tiny_base_path
-from hf_longrope2.testing import load_in_isolation
+from hf_longrope2.tiny.base import TINY_BASE, tiny_base_path
+from hf_longrope2.tiny.models import load_in_isolation
 
 NAMES = ["original", "pi", "ntk", "yarn", "longrope2_search", "longrope2"]
 
@@ -51,7 +51,7 @@ def test_the_embedded_base_has_the_rope_geometry_of_a_real_llm():
 
 
 def test_missing_embedded_model_says_what_to_do(monkeypatch, tmp_path):
-    import hf_longrope2.embedded as embedded
+    import hf_longrope2.tiny.base as embedded
 
     monkeypatch.setattr(embedded, "TINY_BASE", tmp_path)
     with pytest.raises(FileNotFoundError, match="recipes/pretrain_tiny.py"):

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_longrope2.testing import VOCAB, load_in_isolation
+from hf_longrope2.tiny.models import VOCAB, load_in_isolation
 
 pytestmark = pytest.mark.slow
 
@@ -113,8 +113,8 @@ def _rows():
     """Packed mixed-window rows (short document-masked rows and long rows) for the tiny 32 -> 128 Llama."""
     import tempfile
 
-    from hf_longrope2.packing import SourceSpec, build_mixed_dataset
-    from hf_longrope2.testing import char_tokenizer
+    from hf_longrope2.data.packing import SourceSpec, build_mixed_dataset
+    from hf_longrope2.tiny.models import char_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp)
@@ -164,7 +164,7 @@ def _fsdp2_worker(rank: int, init_file: str, workdir: str, queue) -> None:
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    from hf_longrope2.testing import extended_pair
+    from hf_longrope2.tiny.models import extended_pair
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
@@ -206,7 +206,7 @@ def _fsdp2_worker(rank: int, init_file: str, workdir: str, queue) -> None:
 def test_fsdp2_sharded_training_save_and_resume_match_one_process(tmp_path):
     """2 gloo processes, parameters sharded by FSDP2: the losses, the gathered final folder and a resume from the
     sharded checkpoint equal one process on the same global batch."""
-    from hf_longrope2.testing import extended_pair
+    from hf_longrope2.tiny.models import extended_pair
 
     results = _run_gloo(_fsdp2_worker, tmp_path, str(tmp_path))
     _, model = extended_pair("llama")
@@ -236,9 +236,9 @@ def _cp_worker(rank: int, init_file: str, queue) -> None:
     import torch.distributed as dist
     from torch.distributed.device_mesh import init_device_mesh
 
-    from hf_longrope2.testing import extended_pair
-    from hf_longrope2.trainer import WindowLossMixin
-    from hf_longrope2.windows import shard
+    from hf_longrope2.midtrain.trainer import WindowLossMixin
+    from hf_longrope2.modeling.windows import shard
+    from hf_longrope2.tiny.models import extended_pair
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
@@ -265,7 +265,7 @@ def test_context_parallel_shards_decide_the_window_of_the_whole_row(tmp_path):
     accelerate's context parallelism itself needs CUDA: torch's ring attention dispatches only the CUDA SDPA
     kernels (flash, efficient, cudnn), so the sharded loss is not run here (README, midtraining section).
     """
-    from hf_longrope2.testing import extended_pair
+    from hf_longrope2.tiny.models import extended_pair
 
     results = _run_gloo(_cp_worker, tmp_path)
     _, model = extended_pair("llama")

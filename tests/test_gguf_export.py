@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from hf_longrope2 import cli
-from hf_longrope2.embedded import tiny_base_path
-from hf_longrope2.gguf_export import export_gguf, permute_rotary_rows
-from hf_longrope2.testing import char_tokenizer, extended_pair
+from hf_longrope2.publish.gguf_export import export_gguf, permute_rotary_rows
+from hf_longrope2.tiny.base import tiny_base_path
+from hf_longrope2.tiny.models import char_tokenizer, extended_pair
 
 gguf = pytest.importorskip("gguf")  # a declared dependency ([gguf] extra, installed by .ci/run)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_longrope2 import needles
+from hf_longrope2.data import needles
+from hf_longrope2.data.needles import NeedleSettings, build_needle_sample, needle_samples
 from hf_longrope2.losses import IGNORE_INDEX
-from hf_longrope2.needles import NeedleSettings, build_needle_sample, needle_samples
-from hf_longrope2.testing import char_tokenizer
+from hf_longrope2.tiny.models import char_tokenizer
 
 WORDS = "the quick brown fox jumps over the lazy dog while the river keeps flowing past the old mill "
 
@@ -103,7 +103,7 @@ def _space_merging_tokenizer():
 def _tiny_base_tokenizer():
     from transformers import AutoTokenizer
 
-    from hf_longrope2.embedded import tiny_base_path
+    from hf_longrope2.tiny.base import tiny_base_path
 
     return AutoTokenizer.from_pretrained(tiny_base_path())
 

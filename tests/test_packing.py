@@ -17,10 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from hf_longrope2 import packing, sources
-from hf_longrope2.corpus import load_texts
-from hf_longrope2.losses import IGNORE_INDEX
-from hf_longrope2.packing import (
+from hf_longrope2.data import mixture as sources
+from hf_longrope2.data import packing
+from hf_longrope2.data.packing import (
     DroppedDocument,
     PackedRow,
     SourceSpec,
@@ -30,8 +29,10 @@ from hf_longrope2.packing import (
     pack_mixed_windows,
     plan_mixed_windows,
 )
-from hf_longrope2.testing import char_tokenizer
-from hf_longrope2.windows import long_window_mask
+from hf_longrope2.data.texts import load_texts
+from hf_longrope2.losses import IGNORE_INDEX
+from hf_longrope2.modeling.windows import long_window_mask
+from hf_longrope2.tiny.models import char_tokenizer
 
 PAD = 0
 

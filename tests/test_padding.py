@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_longrope2.testing import ORIGINAL, VOCAB, char_tokenizer, extended_pair
+from hf_longrope2.tiny.models import ORIGINAL, VOCAB, char_tokenizer, extended_pair
 
 
 def _rows() -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,7 +49,7 @@ def test_lm_eval_loglikelihoods_do_not_depend_on_batch_size():
     pytest.importorskip("lm_eval")
     from lm_eval.api.instance import Instance
 
-    from hf_longrope2.harness import padding_aware_hflm
+    from hf_longrope2.evaluation.lm_eval_bridge import padding_aware_hflm
 
     _, ext = extended_pair("llama")
     tok = char_tokenizer()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hf_longrope2.pretrain import RecallRows, cosine_lr, train_tokenizer, weighted_lm_loss
+from hf_longrope2.tiny.pretraining import RecallRows, cosine_lr, train_tokenizer, weighted_lm_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
@@ -23,7 +23,7 @@ TEXT = ("The quick brown fox jumps over the lazy dog near the river bank at 1234
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("corpus")
-    from hf_longrope2.corpus import load_texts
+    from hf_longrope2.data.texts import load_texts
 
     for i, doc in enumerate(load_texts("builtin:pydoc")[:2]):
         (root / f"doc{i}.txt").write_text(doc[:60_000])

@@ -14,9 +14,9 @@ import huggingface_hub
 import pytest
 
 from hf_longrope2 import cli
-from hf_longrope2.cards import write_model_card
-from hf_longrope2.serving import export_for_serving
-from hf_longrope2.testing import char_tokenizer, extended_pair, save_tiny_model, tiny_search_output
+from hf_longrope2.extension import export_for_serving
+from hf_longrope2.publish.cards import write_model_card
+from hf_longrope2.tiny.models import char_tokenizer, extended_pair, save_tiny_model, tiny_search_output
 
 REPO = "my-org/tiny-longrope2"
 JUNK = [".search-state/state.json", "checkpoint-2/model.safetensors", "__pycache__/rope.cpython-311.pyc",

@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from hf_longrope2.needles import KEYS
-from hf_longrope2.pretrain import ADJECTIVES, NOUNS
-from hf_longrope2.recall_data import RecallCorpusSettings, RecallDocuments, write_recall_corpus
-from hf_longrope2.testing import char_tokenizer
+from hf_longrope2.data.needles import KEYS
+from hf_longrope2.tiny.models import char_tokenizer
+from hf_longrope2.tiny.pretraining import ADJECTIVES, NOUNS
+from hf_longrope2.tiny.recall_data import RecallCorpusSettings, RecallDocuments, write_recall_corpus
 
 TEXT = "def f(x):\n    return x + 1\n\nclass A:\n    pass\n" * 400
 
@@ -68,7 +68,7 @@ def test_evaluation_template_and_keys_are_held_out_of_long_documents(docs):
 
 def test_written_corpus_is_a_pretokenized_mixture_source(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_LONGROPE2_CACHE", str(tmp_path / "cache"))
-    from hf_longrope2.packing import SourceSpec, build_mixed_dataset
+    from hf_longrope2.data.packing import SourceSpec, build_mixed_dataset
 
     (tmp_path / "text").mkdir()
     (tmp_path / "text" / "a.txt").write_text(TEXT)

@@ -21,16 +21,16 @@ CPU_OVERRIDES = {"bf16": "false", "fp16": "false", "use_cpu": "true"}  # GPU rec
 
 def _parse(path: Path) -> list:
     if path.name == "search.yaml":
-        from hf_longrope2.arguments import parse_dataclass
-        from hf_longrope2.search import SearchArguments
+        from hf_longrope2.search.runner import SearchArguments
+        from hf_longrope2.utils.arguments import parse_dataclass
 
         return [parse_dataclass(SearchArguments, ["--config", str(path)], "test", "")]
     if path.name == "evaluate.yaml":
-        from hf_longrope2.arguments import parse_dataclass
-        from hf_longrope2.evaluate import EvalArguments
+        from hf_longrope2.evaluation.runner import EvalArguments
+        from hf_longrope2.utils.arguments import parse_dataclass
 
         return [parse_dataclass(EvalArguments, ["--config", str(path)], "test", "")]
-    from hf_longrope2.midtrain import parse_args
+    from hf_longrope2.midtrain.runner import parse_args
 
     overrides = [x for key, value in CPU_OVERRIDES.items() for x in (f"--{key}", value)]
     return list(parse_args(["--config", str(path), *overrides]))

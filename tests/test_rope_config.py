@@ -9,9 +9,9 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS, RotaryEmbeddingConfigMixin
 
 import hf_longrope2
-from hf_longrope2 import rope
-from hf_longrope2.modeling_longrope2 import SUPPORTED_MODEL_TYPES
-from hf_longrope2.testing import ORIGINAL, TARGET, VOCAB, extended_pair, tiny_model
+from hf_longrope2.modeling import rope
+from hf_longrope2.modeling.modeling_longrope2 import SUPPORTED_MODEL_TYPES
+from hf_longrope2.tiny.models import ORIGINAL, TARGET, VOCAB, extended_pair, tiny_model
 
 # Strict (dataclass) configs re-raise validator errors as their own type, message included.
 CONFIG_ERRORS = (ValueError, StrictDataclassClassValidationError)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from hf_longrope2.modeling_longrope2 import architecture_for, longrope2_parameters
-from hf_longrope2.testing import ORIGINAL, TARGET, VOCAB, extended_pair, long_factors_for, longrope_reference
+from hf_longrope2.modeling.modeling_longrope2 import architecture_for, longrope2_parameters
+from hf_longrope2.tiny.models import ORIGINAL, TARGET, VOCAB, extended_pair, long_factors_for, longrope_reference
 
 
 def _logits(model, input_ids, **kwargs):

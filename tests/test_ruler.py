@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from hf_longrope2.corpus import load_texts
-from hf_longrope2.ruler import RULER_TASKS, ruler_samples, string_match_all
-from hf_longrope2.testing import char_tokenizer
+from hf_longrope2.data.texts import load_texts
+from hf_longrope2.evaluation.ruler import RULER_TASKS, ruler_samples, string_match_all
+from hf_longrope2.tiny.models import char_tokenizer
 
 NEEDLE = re.compile(r"One of the special magic numbers for ([\w-]+) is: (\d+)\.")
 NIAH_QUERY = re.compile(r"What are all the special magic numbers for ([\w-]+) mentioned in the provided text\?")

@@ -11,8 +11,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 import hf_longrope2
-from hf_longrope2.modeling_longrope2 import architecture_for
-from hf_longrope2.testing import MODEL_TYPES, ORIGINAL, VOCAB, extended_pair, load_in_isolation
+from hf_longrope2.modeling.modeling_longrope2 import architecture_for
+from hf_longrope2.tiny.models import MODEL_TYPES, ORIGINAL, VOCAB, extended_pair, load_in_isolation
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_saved_folder_format(saved, model_type):
     shipped = sorted(p.name for p in folder.glob("*.py"))
     assert shipped == ["configuration_longrope2.py", "modeling_longrope2.py", "rope.py", "rotary.py", "windows.py"]
     for name in shipped:  # one source of truth: the library's own modules, byte for byte
-        assert (folder / name).read_bytes() == (Path(hf_longrope2.__file__).parent / name).read_bytes()
+        assert (folder / name).read_bytes() == (Path(hf_longrope2.modeling.__file__).parent / name).read_bytes()
     base_keys = set(out[model_type]["base"].state_dict())
     assert set(load_file(folder / "model.safetensors")) <= base_keys
 

@@ -10,13 +10,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from hf_longrope2 import niah
-from hf_longrope2.corpus import load_texts
-from hf_longrope2.eval_tasks import EvalPlan
+from hf_longrope2.data.texts import load_texts
+from hf_longrope2.evaluation import niah
+from hf_longrope2.evaluation.niah import exact_match, greedy_continuations, haystack_stream, niah_grid
+from hf_longrope2.evaluation.perplexity import long_documents, perplexity, short_windows, tokenize_documents, window_nll
+from hf_longrope2.evaluation.plan import EvalPlan
 from hf_longrope2.losses import full_logits_nll
-from hf_longrope2.niah import exact_match, greedy_continuations, haystack_stream, niah_grid
-from hf_longrope2.perplexity import long_documents, perplexity, short_windows, tokenize_documents, window_nll
-from hf_longrope2.testing import VOCAB, char_tokenizer, greedy_generate, tiny_model
+from hf_longrope2.tiny.models import VOCAB, char_tokenizer, greedy_generate, tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +154,7 @@ def test_generation_never_projects_the_whole_sequence(tok, docs):
 def test_lm_eval_on_a_local_task_with_a_known_answer(tmp_path):
     """Uniform predictions make the choice with the fewest tokens the most likely: accuracy 1 or 0 by design."""
     pytest.importorskip("lm_eval")
-    from hf_longrope2.harness import run_lm_eval
+    from hf_longrope2.evaluation.lm_eval_bridge import run_lm_eval
 
     rows = [{"q": f"{a} + {b} =", "choices": [str(a + b) * 3, str(a + b), str(a + b) * 2]} for a in range(4) for b in range(3)]
     (tmp_path / "data.jsonl").write_text("\n".join(json.dumps(r) for r in rows))

@@ -15,7 +15,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from hf_longrope2 import cli, factors
-from hf_longrope2.testing import ORIGINAL, VOCAB, load_in_isolation, save_tiny_model
+from hf_longrope2.tiny.models import ORIGINAL, VOCAB, load_in_isolation, save_tiny_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TEXT = "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness. "
@@ -102,8 +102,8 @@ def _synthetic_search(tmp_path, prune: bool):
     import math
     import random
 
-    from hf_longrope2.search import Search, SearchArguments, accumulate
-    from hf_longrope2.search_space import SearchSpace
+    from hf_longrope2.search.runner import Search, SearchArguments, accumulate
+    from hf_longrope2.search.space import SearchSpace
 
     weights = [3.0, 2.0, 1.5, 1.0, 0.7, 0.5]  # hardest first, as an ordering heuristic would do
     optimum = [math.log(1.0 + 0.5 * i) for i in range(16)]
@@ -133,8 +133,8 @@ def test_references_are_scored_with_their_own_attention_factor(assets, tmp_path)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     import hf_longrope2
+    from hf_longrope2.data.needles import NeedleSettings, needle_samples
     from hf_longrope2.losses import labelled_nll
-    from hf_longrope2.needles import NeedleSettings, needle_samples
 
     out = tmp_path / "out"
     assert cli.main(["search", *_argv(assets, out, *SMALL)]) == 0
@@ -180,9 +180,9 @@ def test_evaluator_stops_early_with_a_lower_bound(assets):
     from transformers import AutoModelForCausalLM
 
     import hf_longrope2  # noqa: F401  (registers the rope type)
-    from hf_longrope2.needles import NeedleSettings, needle_samples
-    from hf_longrope2.search import Evaluator
-    from hf_longrope2.testing import char_tokenizer
+    from hf_longrope2.data.needles import NeedleSettings, needle_samples
+    from hf_longrope2.search.runner import Evaluator
+    from hf_longrope2.tiny.models import char_tokenizer
 
     samples = needle_samples(char_tokenizer(), NeedleSettings(dataset=str(assets / "text"), target_length=448,
                                                               num_samples=4))
@@ -226,7 +226,7 @@ def test_resume_after_sigkill_gives_the_same_result(assets, tmp_path):
 
 
 def cli_main_raising(args):
-    from hf_longrope2.search import main
+    from hf_longrope2.search.runner import main
 
     main(args)
 

@@ -8,7 +8,7 @@ import random
 import pytest
 
 from hf_longrope2 import factors
-from hf_longrope2.search_space import Candidate, SearchSpace
+from hf_longrope2.search.space import Candidate, SearchSpace
 
 
 def _space() -> SearchSpace:

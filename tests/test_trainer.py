@@ -13,16 +13,16 @@ import pytest
 import torch
 
 from hf_longrope2 import cli
-from hf_longrope2.midtrain import checkpoints_dir
-from hf_longrope2.packing import SourceSpec, build_mixed_dataset
-from hf_longrope2.testing import VOCAB, char_tokenizer, extended_pair, load_in_isolation
-from hf_longrope2.trainer import (
+from hf_longrope2.data.packing import SourceSpec, build_mixed_dataset
+from hf_longrope2.midtrain.runner import checkpoints_dir
+from hf_longrope2.midtrain.trainer import (
     LongRoPE2SFTConfig,
     LongRoPE2SFTTrainer,
     LongRoPE2Trainer,
     LongRoPE2TrainingArguments,
 )
-from hf_longrope2.windows import long_window_mask
+from hf_longrope2.modeling.windows import long_window_mask
+from hf_longrope2.tiny.models import VOCAB, char_tokenizer, extended_pair, load_in_isolation
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "recipes" / "tiny" / "midtrain.yaml")
@@ -101,7 +101,7 @@ def test_context_parallel_refuses_short_rows(tmp_path):
     trainer = LongRoPE2Trainer(model=model, args=LongRoPE2TrainingArguments(
         output_dir=str(tmp_path / "o"), target_length=128, report_to=[], use_cpu=True), train_dataset=rows,
         processing_class=char_tokenizer())
-    from hf_longrope2.trainer import _kinds
+    from hf_longrope2.midtrain.trainer import _kinds
 
     kinds = _kinds(rows)
     assert "long-single" in kinds and "short" in kinds
@@ -111,7 +111,7 @@ def test_context_parallel_refuses_short_rows(tmp_path):
 
 
 def test_midtraining_needs_a_longrope2_model(tmp_path):
-    from hf_longrope2.testing import tiny_model
+    from hf_longrope2.tiny.models import tiny_model
 
     rows, _ = _rows(tmp_path)
     with pytest.raises(ValueError, match="needs a longrope2 model"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_longrope2.windows import SequenceShard, document_lengths, long_window_mask, shard, unshard
+from hf_longrope2.modeling.windows import SequenceShard, document_lengths, long_window_mask, shard, unshard
 
 
 def test_document_lengths_cases():
