@@ -162,6 +162,7 @@ def forward_counts(model: Path, dataset: Path, work: Path, search: dict) -> dict
     """Run the reference schedule and ours in this process; count executed decoder forwards (sample rows)."""
     import torch
 
+    from hf_longrope2.cli.search import parse_args
     from hf_longrope2.search import runner as search_module
     from hf_longrope2.search.space import Candidate
 
@@ -211,7 +212,7 @@ def forward_counts(model: Path, dataset: Path, work: Path, search: dict) -> dict
         ):
             started = time.perf_counter()
             with (work / f"forwards-{name}.log").open("w") as sink, redirect_stdout(sink), redirect_stderr(sink):
-                search_module.main(search_argv(model, dataset, out, search, *extra))
+                search_module.run(parse_args(search_argv(model, dataset, out, search, *extra)))
             total_seconds = time.perf_counter() - started
         log = read_log(out)
         runs[name] = {

@@ -42,17 +42,28 @@ import logging
 import math
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
-from transformers import PreTrainedModel
+from huggingface_hub import try_to_load_from_cache
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers.dynamic_module_utils import custom_object_save
 
-from .modeling.modeling_longrope2 import architecture_for
-from .modeling.rope import ROPE_TYPE, default_long_mscale, rope_parameters_of, validate_longrope2_rope_parameters
+from . import factors
+from .modeling.modeling_longrope2 import architecture_for, longrope2_parameters
+from .modeling.rope import (
+    ROPE_TYPE,
+    default_long_mscale,
+    rope_parameters_of,
+    rotary_dim_of,
+    validate_longrope2_rope_parameters,
+)
 from .modeling.rotary import use_longrope2_rotary
 from .utils.atomic import check_output_dir, save_atomically
-from .utils.loading import check_model_folder_loadable
+from .utils.environment import torch_dtype
+from .utils.loading import check_factor_values, check_model_folder_loadable, model_source, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -168,8 +179,6 @@ def _local_weight_files(source: str) -> list[Path] | None:
     if folder.is_dir():
         files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.safetensors.index.json"))
         return files or None
-    from huggingface_hub import try_to_load_from_cache
-
     index = try_to_load_from_cache(source, "model.safetensors.index.json")
     if isinstance(index, str):
         shards = sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
@@ -190,9 +199,6 @@ def save_extended(model: PreTrainedModel, output_dir: str | Path, *, source: str
     Returns:
         `str`: how the weights got there: ``"linked"``, ``"copied"`` or ``"saved"`` (no safetensors source).
     """
-    from transformers import AutoConfig
-    from transformers.dynamic_module_utils import custom_object_save
-
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = _local_weight_files(source) if source is not None else None
@@ -218,6 +224,74 @@ def save_extended(model: PreTrainedModel, output_dir: str | Path, *, source: str
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
     return how
+
+
+def original_window(config) -> int:
+    """The pre-training window of a (possibly extended) model config: the longrope2 parameters'
+    ``original_max_position_embeddings``, else ``max_position_embeddings``."""
+    params = longrope2_parameters(config)
+    return int(params.get("original_max_position_embeddings") or config.max_position_embeddings)
+
+
+def extend_pretrained(model: str, output_dir: str | Path, target_length: int, *, method: str = "yarn",
+                      factors_file: str | None = None, original_length: int | None = None, dtype: str = "auto",
+                      overwrite: bool = False) -> PreTrainedModel:
+    """Load `model`, extend it to `target_length` tokens and save it with its tokenizer to `output_dir`, atomically.
+
+    What ``hf-longrope2 extend`` does. The factors are `method`'s (``pi``, ``ntk`` or ``yarn``, each with its own
+    attention factor) unless `factors_file` names a JSON file with ``long_factor`` (and optional
+    ``critical_dim``, ``long_mscale``).
+
+    Args:
+        model (`str`): A model folder or Hub id of a supported causal LM.
+        output_dir (`str` or `Path`): Where the extended model goes (new or empty unless `overwrite`).
+        target_length (`int`): The extended window (``max_position_embeddings``).
+        method (`str`): The baseline factor vector when there is no `factors_file`.
+        factors_file (`str`, *optional*): JSON file of factors to use instead.
+        original_length (`int`, *optional*): The pre-training window; default the model's current window.
+        dtype (`str`): Weights dtype, one of `hf_longrope2.utils.environment.DTYPES`.
+        overwrite (`bool`): Replace a non-empty `output_dir`.
+
+    Returns:
+        `PreTrainedModel`: the extended model (already saved).
+    """
+    out = check_output_dir(output_dir, overwrite)
+    source = model_source(model)
+    extra: dict = {}
+    if factors_file:
+        spec = read_json(factors_file, "--factors-file")
+        if not isinstance(spec, dict) or "long_factor" not in spec:
+            found = sorted(spec) if isinstance(spec, dict) else type(spec).__name__
+            raise ValueError(f"--factors-file {factors_file} has no 'long_factor' key (found: {found})")
+        check_factor_values(spec, f"--factors-file {factors_file}")
+    loaded = AutoModelForCausalLM.from_pretrained(source, dtype="auto" if dtype == "auto" else torch_dtype(dtype))
+    if factors_file:
+        extra = {k: spec[k] for k in ("long_factor", "critical_dim", "long_mscale") if k in spec}
+    else:
+        params = longrope2_parameters(loaded.config)
+        original = (
+            original_length
+            or params.get("original_max_position_embeddings")
+            or loaded.config.max_position_embeddings
+        )
+        # the method's own attention factor too: PI and NTK 1.0, YaRN 0.1 ln s + 1
+        extra = factors.baseline(
+            method, rotary_dim_of(loaded.config, params), float(params["rope_theta"]), int(original), target_length
+        )
+    extend(loaded, original_max_position_embeddings=original_length, max_position_embeddings=target_length, **extra)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as exc:
+        tokenizer = None
+        print(f"note: no tokenizer saved ({type(exc).__name__}: {str(exc).splitlines()[0]})", file=sys.stderr)
+
+    def write(tmp: Path) -> None:
+        loaded.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+
+    save_atomically(out, write, overwrite=overwrite)
+    return loaded
 
 
 _SKIP = {"config.json"}

@@ -225,7 +225,7 @@ def test_debug_shows_the_traceback(models, tmp_path, capsys, monkeypatch):
 
 
 def test_ctrl_c_in_search_keeps_the_state_and_says_how_to_resume(models, tmp_path, capsys, monkeypatch):
-    from hf_longrope2.search import runner as search
+    from hf_longrope2.search.evolution import Search
 
     monkeypatch.setenv("HF_LONGROPE2_CACHE", str(tmp_path / "cache"))
     argv = ["search", "--model", str(models / "base"), "--target-length", "512", "--dataset", "builtin:pydoc",
@@ -235,7 +235,7 @@ def test_ctrl_c_in_search_keeps_the_state_and_says_how_to_resume(models, tmp_pat
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(search.Search, "generate", interrupted)
+        patch.setattr(Search, "generate", interrupted)
         assert cli.main(argv) == 130
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-longrope2")][-1]
     state = tmp_path / "out.search-state"
@@ -283,7 +283,7 @@ def test_midtrain_final_save_is_atomic(tmp_path, capsys, monkeypatch):
     def failing_card(folder, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("hf_longrope2.publish.cards.write_model_card", failing_card)
+    monkeypatch.setattr(midtrain, "write_model_card", failing_card)
     assert cli.main(_tiny_midtrain(tmp_path)) == 2
     assert "No space left on device" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # the folder is complete or absent

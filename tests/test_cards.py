@@ -11,15 +11,15 @@ from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from hf_longrope2.publish import cards
-from hf_longrope2.tiny.models import char_tokenizer, extended_pair, tiny_search_output
+from hf_longrope2.tiny.models import char_tokenizer, extended_pair
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def search_output(tmp_path_factory) -> Path:
+@pytest.fixture
+def search_output(tiny_search) -> Path:
     """A folder written by the real `hf-longrope2 search` (its card is rendered inside a temporary folder)."""
-    return tiny_search_output(tmp_path_factory.mktemp("search"), "tiny-512")
+    return tiny_search
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,11 @@ import matplotlib.image
 import pytest
 
 from hf_longrope2 import cli
+from hf_longrope2.cli.evaluate import merge_repeated_flags
+from hf_longrope2.evaluation import EvalConfig
+from hf_longrope2.evaluation import runner as evaluation_runner
 from hf_longrope2.evaluation.report import MODEL_KEYS, REPORT_KEYS
-from hf_longrope2.evaluation.runner import EvalArguments, merge_repeated_flags
 from hf_longrope2.tiny.models import char_tokenizer, tiny_model
-from hf_longrope2.utils import atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOW = 512
@@ -88,7 +89,7 @@ def test_eval_writes_a_complete_report(report_dir):
 
 def test_resume_after_a_crash_gives_the_same_report(models, report_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "report"
-    real = atomic.write_json_atomically
+    real = evaluation_runner.write_json_atomically
     calls = []
 
     def crash_after_five(path, data, indent=1):
@@ -97,10 +98,10 @@ def test_resume_after_a_crash_gives_the_same_report(models, report_dir, tmp_path
         if len(calls) == 5:
             raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(atomic, "write_json_atomically", crash_after_five)
+    monkeypatch.setattr(evaluation_runner, "write_json_atomically", crash_after_five)
     with pytest.raises(RuntimeError, match="simulated crash"):
         cli.main(_argv(models, out))
-    monkeypatch.setattr(atomic, "write_json_atomically", real)
+    monkeypatch.setattr(evaluation_runner, "write_json_atomically", real)
     state = json.loads((tmp_path / "report.eval-state" / "state.json").read_text())
     assert sum(len(c) for c in state["cells"].values()) == 5 and not out.exists()
     assert cli.main(_argv(models, out)) == 2  # the state is there: --resume or delete it
@@ -168,10 +169,10 @@ def test_flag_parsing():
     assert merge_repeated_flags(["--model", "a", "--x", "1", "--model", "b", "c"], ["--model"]) == [
         "--x", "1", "--model", "a", "b", "c"]
     with pytest.raises(ValueError, match="--model is required"):
-        EvalArguments(output_dir="x")
+        EvalConfig(output_dir="x")
     with pytest.raises(ValueError, match="model names must be unique"):
-        EvalArguments(model=["a/m", "b/m"], output_dir="x")
-    assert EvalArguments(model=["m"], output_dir="x", ruler_tasks=["none"]).ruler_tasks == []
+        EvalConfig(model=["a/m", "b/m"], output_dir="x")
+    assert EvalConfig(model=["m"], output_dir="x", ruler_tasks=["none"]).ruler_tasks == []
 
 
 def test_recipe_script_reaches_the_same_main():

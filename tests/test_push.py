@@ -16,7 +16,7 @@ import pytest
 from hf_longrope2 import cli
 from hf_longrope2.extension import export_for_serving
 from hf_longrope2.publish.cards import write_model_card
-from hf_longrope2.tiny.models import char_tokenizer, extended_pair, save_tiny_model, tiny_search_output
+from hf_longrope2.tiny.models import char_tokenizer, extended_pair, save_tiny_model
 
 REPO = "my-org/tiny-longrope2"
 JUNK = [".search-state/state.json", "checkpoint-2/model.safetensors", "__pycache__/rope.cpython-311.pyc",
@@ -133,14 +133,8 @@ def _dry_run_files(out: str) -> dict[str, int]:
     return files
 
 
-@pytest.fixture(scope="module")
-def search_output(tmp_path_factory) -> Path:
-    """A folder written by the real `hf-longrope2 search` on the tiny Llama (a few seconds)."""
-    return tiny_search_output(tmp_path_factory.mktemp("search"), "out")
-
-
-def test_dry_run_of_a_search_output_lists_exactly_the_upload(search_output, hub, capsys, tmp_path):
-    out = Path(shutil.copytree(search_output, tmp_path / "out"))
+def test_dry_run_of_a_search_output_lists_exactly_the_upload(tiny_search, hub, capsys, tmp_path):
+    out = Path(shutil.copytree(tiny_search, tmp_path / "out"))
     (out / ".search-state").mkdir()
     (out / ".search-state" / "state.json").write_text("{}")
     (out / "checkpoint-5").mkdir()

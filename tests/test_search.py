@@ -102,7 +102,9 @@ def _synthetic_search(tmp_path, prune: bool):
     import math
     import random
 
-    from hf_longrope2.search.runner import Search, SearchArguments, accumulate
+    from hf_longrope2.search import SearchConfig
+    from hf_longrope2.search.evolution import Search
+    from hf_longrope2.search.scoring import accumulate
     from hf_longrope2.search.space import SearchSpace
 
     weights = [3.0, 2.0, 1.5, 1.0, 0.7, 0.5]  # hardest first, as an ordering heuristic would do
@@ -119,7 +121,7 @@ def _synthetic_search(tmp_path, prune: bool):
 
         return accumulate(losses(), len(weights), threshold)
 
-    args = SearchArguments(model="m", output_dir=str(tmp_path / f"out{prune}"), target_length=256, num_samples=6,
+    args = SearchConfig(model="m", output_dir=str(tmp_path / f"out{prune}"), target_length=256, num_samples=6,
                            population=16, parents=6, iterations=5, prune=prune, candidates_per_step=4)
     space = SearchSpace(32, 4.0, range(4, 9))
     state = Search.new_state(args, random.Random(0), {"pi": {"long_factor": [4.0] * 16, "long_mscale": 1.0}})
@@ -181,7 +183,7 @@ def test_evaluator_stops_early_with_a_lower_bound(assets):
 
     import hf_longrope2  # noqa: F401  (registers the rope type)
     from hf_longrope2.data.needles import NeedleSettings, needle_samples
-    from hf_longrope2.search.runner import Evaluator
+    from hf_longrope2.search.scoring import Evaluator
     from hf_longrope2.tiny.models import char_tokenizer
 
     samples = needle_samples(char_tokenizer(), NeedleSettings(dataset=str(assets / "text"), target_length=448,
@@ -226,7 +228,7 @@ def test_resume_after_sigkill_gives_the_same_result(assets, tmp_path):
 
 
 def cli_main_raising(args):
-    from hf_longrope2.search.runner import main
+    from hf_longrope2.cli.search import main
 
     main(args)
 

@@ -14,13 +14,9 @@ import torch
 
 from hf_longrope2 import cli
 from hf_longrope2.data.packing import SourceSpec, build_mixed_dataset
+from hf_longrope2.midtrain.config import LongRoPE2SFTConfig, LongRoPE2TrainingArguments
 from hf_longrope2.midtrain.runner import checkpoints_dir
-from hf_longrope2.midtrain.trainer import (
-    LongRoPE2SFTConfig,
-    LongRoPE2SFTTrainer,
-    LongRoPE2Trainer,
-    LongRoPE2TrainingArguments,
-)
+from hf_longrope2.midtrain.trainer import LongRoPE2SFTTrainer, LongRoPE2Trainer
 from hf_longrope2.modeling.windows import long_window_mask
 from hf_longrope2.tiny.models import VOCAB, char_tokenizer, extended_pair, load_in_isolation
 

@@ -1,19 +1,14 @@
-"""``hf-longrope2 midtrain``: mixed-context-window midtraining of an extended model (paper section 5).
+"""Running a midtraining: the model, the packed rows, the Trainer, and the final folder (``hf-longrope2 midtrain``).
 
-```bash
-accelerate launch recipes/midtrain.py --config recipes/tiny/midtrain.yaml             # CPU, minutes
-accelerate launch --config_file recipes/accelerate_configs/fsdp2.yaml recipes/midtrain.py \\
-    --config recipes/llama3-8b-128k/midtrain.yaml --max_steps 10                       # flags override the YAML
-hf-longrope2 midtrain --help
+```python
+>>> from hf_longrope2.midtrain import MidtrainConfig, run
+>>> run(MidtrainConfig.from_dict({"model_name_or_path": "builtin:tiny-llama", "output_dir": "out", ...}))
 ```
 
-YAML keys are TRL / transformers names (``model_name_or_path``, ``output_dir``, ``max_steps``,
-``learning_rate``, ``use_peft``, ``lora_r``, ...) plus the LongRoPE2 fields of
-[`~hf_longrope2.midtrain.trainer.LongRoPE2Fields`] (``target_length``, ``mixture``, ``short_fraction``,
-``factors_file``). The model is a searched folder (``hf-longrope2 search``) or a base model plus
-``factors_file``; ``builtin:tiny-llama`` is a random tiny Llama with a character tokenizer for offline runs.
-The output folder is an extended model in the foundation format (LoRA adapters merged), with
-``midtrain_log.json`` (packing report, settings, metrics) and a model card.
+The model is a searched folder (``hf-longrope2 search``) or a base model plus ``factors_file``;
+``builtin:tiny-llama`` is a random tiny Llama with a character tokenizer for offline runs. The output folder is
+an extended model in the foundation format (LoRA adapters merged), with ``midtrain_log.json`` (packing report,
+settings, metrics) and a model card; checkpoints go to ``OUTPUT.checkpoints`` beside it.
 """
 
 from __future__ import annotations
@@ -21,47 +16,28 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
-TRAINERS = ("sft", "trainer")
-TINY = "builtin:tiny-llama"
+import torch
+from huggingface_hub import whoami
+from peft import get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+from trl import get_peft_config
 
-
-@dataclass
-class MidtrainScriptArguments:
-    trainer: str = field(
-        default="sft", metadata={"help": f"One of {TRAINERS}: LongRoPE2SFTTrainer (TRL) or LongRoPE2Trainer"}
-    )
-    tiny_window: int = field(default=128, metadata={"help": f"Original window of {TINY} (offline test model)"})
-    overwrite: bool = field(
-        default=False,
-        metadata={"help": "Replace a non-empty output_dir (and start its OUTPUT.checkpoints folder over)"},
-    )
-
-    def __post_init__(self) -> None:
-        if self.trainer not in TRAINERS:
-            raise ValueError(f"--trainer must be one of {TRAINERS}, got {self.trainer!r}")
-
-
-def make_parser():
-    from trl import ModelConfig, TrlParser
-
-    from .trainer import LongRoPE2SFTConfig
-
-    return TrlParser((MidtrainScriptArguments, LongRoPE2SFTConfig, ModelConfig), prog="hf-longrope2 midtrain")
-
-
-def parse_args(argv: Sequence[str]) -> tuple:
-    """(script arguments, `LongRoPE2SFTConfig`, TRL `ModelConfig`) from flags and ``--config x.yaml``."""
-    from trl import ModelConfig
-
-    from ..utils.arguments import parse_dataclasses
-    from .trainer import LongRoPE2SFTConfig
-
-    return parse_dataclasses((MidtrainScriptArguments, LongRoPE2SFTConfig, ModelConfig), argv,
-                             "hf-longrope2 midtrain", parser=make_parser())
+from .. import factors
+from ..data.mixture import mixture_from_yaml
+from ..data.packing import build_mixed_dataset
+from ..extension import extend
+from ..modeling.modeling_longrope2 import longrope2_parameters
+from ..modeling.rope import ROPE_TYPE
+from ..publish.cards import write_model_card
+from ..publish.hub import push
+from ..tiny.models import char_tokenizer, tiny_config
+from ..utils.atomic import check_output_dir, publish_folder, write_json_atomically
+from ..utils.loading import check_factor_values, model_source, read_json
+from .config import TINY, LongRoPE2TrainingArguments, MidtrainConfig
+from .trainer import LongRoPE2SFTTrainer, LongRoPE2Trainer, longrope2_window
 
 
 def checkpoints_dir(output_dir: str | os.PathLike) -> Path:
@@ -82,8 +58,6 @@ def masked_arguments(args) -> dict:
 
 def read_factors(path: str) -> dict:
     """``long_factor`` (and ``critical_dim`` when present) from a JSON file or a ``search_log.json``."""
-    from ..utils.loading import check_factor_values, read_json
-
     data = read_json(path, "factors_file")
     if isinstance(data, dict) and isinstance(data.get("best"), dict):  # a search_log.json
         data = data["best"]
@@ -96,33 +70,19 @@ def read_factors(path: str) -> dict:
 
 def load_model_and_tokenizer(script, args, model_config):
     """The model to train (a longrope2 model, extended here from ``factors_file`` if needed) and its tokenizer."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from ..extension import extend
-    from ..modeling.modeling_longrope2 import longrope2_parameters
-    from ..modeling.rope import ROPE_TYPE
-
     name = model_config.model_name_or_path
     if not name:
         raise ValueError("model_name_or_path is required (a searched model folder, a Hub id, or builtin:tiny-llama)")
     if name == TINY:
-        from .. import factors
-        from ..tiny.models import char_tokenizer, tiny_config
-
         config = tiny_config("llama")
         config.max_position_embeddings = script.tiny_window
         torch.manual_seed(args.seed)
-        from transformers import LlamaForCausalLM
-
         model, tokenizer = LlamaForCausalLM(config), char_tokenizer()
         if args.factors_file is None:
             scale = args.target_length / script.tiny_window
             extend(model, factors.yarn(16, config.rope_parameters["rope_theta"], scale, script.tiny_window),
                    max_position_embeddings=args.target_length)
     else:
-        from ..utils.loading import model_source
-
         name = model_source(name, "model_name_or_path")
         dtype = model_config.dtype if model_config.dtype in (None, "auto") else getattr(torch, model_config.dtype)
         kwargs = {"dtype": dtype or "auto", "revision": model_config.model_revision}
@@ -142,8 +102,6 @@ def load_model_and_tokenizer(script, args, model_config):
 
 def peft_config_for(model_config):
     """TRL's LoRA config; embeddings and norms train in full by default, as LongLoRA found necessary."""
-    from trl import get_peft_config
-
     if model_config.use_peft and model_config.lora_modules_to_save is None:
         model_config.lora_modules_to_save = ["embed_tokens", "norm"]
     return get_peft_config(model_config)
@@ -154,15 +112,17 @@ def accelerate_asks_for_fsdp() -> bool:
     return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``hf-longrope2 midtrain`` and ``recipes/midtrain.py``."""
-    from ..data.packing import build_mixed_dataset, mixture_from_yaml
-    from ..publish.cards import write_model_card
-    from ..utils.atomic import check_output_dir, publish_folder, write_json_atomically
-    from .trainer import LongRoPE2SFTTrainer, LongRoPE2Trainer, LongRoPE2TrainingArguments, original_window
+def run(config: MidtrainConfig) -> Path:
+    """Midtrain ``config.model`` on the mixture of ``config.training`` and write the final folder.
 
-    argv = sys.argv[1:] if argv is None else list(argv)
-    script, args, model_config = parse_args(argv)
+    The entry point of ``hf-longrope2 midtrain`` and ``recipes/midtrain.py`` (see the package docstring); every
+    process of an ``accelerate launch`` calls it. ``config.training`` is the Trainer's arguments object and is
+    used (and updated: its ``output_dir`` becomes the checkpoints folder) as the Trainer's own.
+
+    Returns:
+        `Path`: the output folder (written by the main process).
+    """
+    script, args, model_config = config.script, config.training, config.model
     # the token never enters anything the Trainer saves (training_args.bin in every checkpoint is a pickle of args)
     hub_token, args.hub_token = args.hub_token, None
     push_to_hub, args.push_to_hub = args.push_to_hub, False  # pushed by hub.push at the end, not at every save
@@ -182,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(work)
     args.output_dir = str(work)
     model, tokenizer = load_model_and_tokenizer(script, args, model_config)
-    window = original_window(model)
+    window = longrope2_window(model)
     if args.target_length <= window:
         raise ValueError(f"target_length ({args.target_length}) must exceed the original window ({window})")
     with args.main_process_first(desc="tokenise and pack"):
@@ -205,8 +165,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         plain = LongRoPE2TrainingArguments(**{k: v for k, v in args.to_dict().items() if k in known
                                               and LongRoPE2TrainingArguments.__dataclass_fields__[k].init})
         if peft_config is not None:
-            from peft import get_peft_model
-
             model = get_peft_model(model, peft_config)
         trainer = LongRoPE2Trainer(model=model, args=plain, train_dataset=rows, processing_class=tokenizer)
     if peft_config is not None and (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
@@ -253,13 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     trainer.accelerator.wait_for_everyone()
     if push_to_hub and trainer.is_world_process_zero():
         # our push, not the Trainer's: it checks the folder and keeps our model card (the Trainer writes its own)
-        from ..publish.hub import push
-
         repo_id = args.hub_model_id or out.name
         if "/" not in repo_id:
-            from huggingface_hub import whoami
-
             repo_id = f"{whoami(token=hub_token)['name']}/{repo_id}"
         info = push(out, repo_id, private=bool(args.hub_private_repo), revision=args.hub_revision, token=hub_token)
         print(f"pushed {out} -> {info.commit_url}")
-    return 0
+    return out

@@ -1,7 +1,8 @@
 """Mixed-context-window midtraining: thin `Trainer` / TRL `SFTTrainer` subclasses (paper section 5).
 
 ```python
->>> from hf_longrope2.midtrain.trainer import LongRoPE2SFTConfig, LongRoPE2SFTTrainer
+>>> from hf_longrope2.midtrain.config import LongRoPE2SFTConfig
+>>> from hf_longrope2.midtrain.trainer import LongRoPE2SFTTrainer
 >>> args = LongRoPE2SFTConfig(output_dir="out", target_length=131072, max_steps=1000, learning_rate=2e-5)
 >>> trainer = LongRoPE2SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer)
 >>> trainer.train()            # logs loss_short / loss_long beside the usual loss
@@ -18,80 +19,22 @@ tensor) and is logged per window. Everything else is the parent trainer's: check
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
-from transformers import Trainer, TrainingArguments
-from trl import SFTConfig, SFTTrainer
+from transformers import Trainer
+from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 from trl.trainer.utils import add_fused_lm_head
 
 from ..modeling.modeling_longrope2 import longrope2_parameters
 from ..modeling.rope import ROPE_TYPE
-from ..modeling.windows import long_window_mask
+from ..modeling.rotary import set_sequence_shard
+from ..modeling.windows import SequenceShard, long_window_mask
+from .config import LongRoPE2SFTConfig, LongRoPE2TrainingArguments
 
 ROW_COLUMNS = ("input_ids", "labels", "seq_lengths")
 
 
-@dataclass
-class LongRoPE2Fields:
-    """The midtraining settings that neither `TrainingArguments` nor `SFTConfig` has."""
-
-    target_length: int = field(default=0, metadata={"help": "Row length in tokens: the extended window (required)"})
-    mixture: str | None = field(
-        default=None,
-        metadata={
-            "help": "YAML file listing data sources (dataset, weight, split, text_column, tokenized, ...); see "
-            "hf_longrope2.data.packing.SourceSpec"
-        },
-    )
-    short_fraction: float | None = field(
-        default=None,
-        metadata={"help": "Fraction of training tokens from short-window rows (paper: about 0.1); default: as packed"},
-    )
-    factors_file: str | None = field(
-        default=None,
-        metadata={"help": "JSON with 'long_factor' (e.g. a search_log.json) to extend a base model before training"},
-    )
-    dataset_num_proc: int | None = field(default=None, metadata={"help": "Processes for tokenisation (datasets.map)"})
-    max_document_tokens: int | None = field(
-        default=None, metadata={"help": "Truncate longer documents (reported); default: no limit"}
-    )
-
-    def check_midtraining_fields(self) -> None:
-        if self.target_length < 1:
-            raise ValueError(f"target_length must be a positive number of tokens, got {self.target_length}")
-        if self.short_fraction is not None and not 0.0 <= self.short_fraction <= 1.0:
-            raise ValueError(f"short_fraction must be in [0, 1], got {self.short_fraction}")
-
-
-@dataclass
-class LongRoPE2TrainingArguments(LongRoPE2Fields, TrainingArguments):
-    """`transformers.TrainingArguments` plus [`LongRoPE2Fields`]."""
-
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep 'seq_lengths' for the collator"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.check_midtraining_fields()
-
-
-@dataclass
-class LongRoPE2SFTConfig(LongRoPE2Fields, SFTConfig):
-    """TRL `SFTConfig` plus [`LongRoPE2Fields`]; rows arrive packed, so TRL's own preparation is skipped."""
-
-    padding_free: bool = field(default=True, metadata={"help": "Always on: rows are flattened, no attention mask"})
-    max_length: int | None = field(default=None, metadata={"help": "Unused: rows are exactly target_length tokens"})
-
-    def __post_init__(self) -> None:
-        self.dataset_kwargs = {**(self.dataset_kwargs or {}), "skip_prepare_dataset": True}
-        super().__post_init__()
-        self.check_midtraining_fields()
-        if not self.padding_free:
-            raise ValueError("padding_free must stay True: per-document windows need padding-free rows")
-
-
-def original_window(model) -> int:
+def longrope2_window(model) -> int:
     """The pre-training window of a longrope2 model (its long/short boundary)."""
     params = longrope2_parameters(model.config)
     if params.get("rope_type") != ROPE_TYPE:
@@ -107,7 +50,7 @@ class WindowLossMixin:
 
     def _setup_windows(self, kinds: list[str] | None) -> None:
         model = self.accelerator.unwrap_model(self.model)
-        self._window = original_window(model)
+        self._window = longrope2_window(model)
         self._window_sums = torch.zeros(4, dtype=torch.float64)  # short nll, short tokens, long nll, long tokens
         pc = getattr(self.accelerator, "parallelism_config", None)
         if pc is not None and pc.cp_enabled:
@@ -133,9 +76,6 @@ class WindowLossMixin:
                 "context parallelism attends causally over the whole flattened batch: set "
                 f"per_device_train_batch_size: 1 (got {self.args.per_device_train_batch_size}) so a row is one document"
             )
-        from ..modeling.rotary import set_sequence_shard
-        from ..modeling.windows import SequenceShard
-
         mesh = self.accelerator.torch_device_mesh["cp"]
         set_sequence_shard(
             model,

@@ -60,18 +60,3 @@ class LongRoPE2Gemma2Config(Gemma2Config):
 
 class LongRoPE2Gemma3TextConfig(Gemma3TextConfig):
     model_type = "longrope2_gemma3_text"
-
-
-CONFIG_CLASSES = (
-    LongRoPE2LlamaConfig,
-    LongRoPE2MistralConfig,
-    LongRoPE2Qwen2Config,
-    LongRoPE2Qwen3Config,
-    LongRoPE2Phi3Config,
-    LongRoPE2GemmaConfig,
-    LongRoPE2Gemma2Config,
-    LongRoPE2Gemma3TextConfig,
-)
-
-for _cls in CONFIG_CLASSES:
-    _cls.register_for_auto_class()

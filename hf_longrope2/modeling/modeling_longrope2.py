@@ -9,7 +9,9 @@ the original window (see [`LongRoPE2GenerationMixin`]). Shipped with saved model
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from transformers import (
@@ -188,7 +190,7 @@ class LongRoPE2Gemma3ForCausalLM(LongRoPE2GenerationMixin, Gemma3ForCausalLM):
 
 @dataclass(frozen=True)
 class Architecture:
-    """One supported architecture: the stock classes and their longrope2 counterparts."""
+    """One supported architecture: the stock classes, their longrope2 counterparts, and a tiny test config."""
 
     model_type: str
     base_config_class: type
@@ -197,84 +199,74 @@ class Architecture:
     config_class: type
     model_class: type
     nested_rope_key: str | None = None  # gemma3 keeps one rope dict per layer type; longrope2 goes here
+    #: Keyword arguments of `base_config_class` (beyond the shared 2-layer, 32-token settings) for the random
+    #: model the tests and ``hf-longrope2 check`` build; ``attn_implementation`` is the one it runs with.
+    tiny_config: Mapping[str, Any] = field(default_factory=dict)
 
-
-_ENTRIES = [
-    Architecture(
-        "llama",
-        LlamaConfig,
-        LlamaForCausalLM,
-        LlamaRotaryEmbedding,
-        LongRoPE2LlamaConfig,
-        LongRoPE2LlamaForCausalLM,
-    ),
-    Architecture(
-        "mistral",
-        MistralConfig,
-        MistralForCausalLM,
-        MistralRotaryEmbedding,
-        LongRoPE2MistralConfig,
-        LongRoPE2MistralForCausalLM,
-    ),
-    Architecture(
-        "qwen2",
-        Qwen2Config,
-        Qwen2ForCausalLM,
-        Qwen2RotaryEmbedding,
-        LongRoPE2Qwen2Config,
-        LongRoPE2Qwen2ForCausalLM,
-    ),
-    Architecture(
-        "qwen3",
-        Qwen3Config,
-        Qwen3ForCausalLM,
-        Qwen3RotaryEmbedding,
-        LongRoPE2Qwen3Config,
-        LongRoPE2Qwen3ForCausalLM,
-    ),
-    Architecture(
-        "phi3",
-        Phi3Config,
-        Phi3ForCausalLM,
-        Phi3RotaryEmbedding,
-        LongRoPE2Phi3Config,
-        LongRoPE2Phi3ForCausalLM,
-    ),
-    Architecture(
-        "gemma",
-        GemmaConfig,
-        GemmaForCausalLM,
-        GemmaRotaryEmbedding,
-        LongRoPE2GemmaConfig,
-        LongRoPE2GemmaForCausalLM,
-    ),
-    Architecture(
-        "gemma2",
-        Gemma2Config,
-        Gemma2ForCausalLM,
-        Gemma2RotaryEmbedding,
-        LongRoPE2Gemma2Config,
-        LongRoPE2Gemma2ForCausalLM,
-    ),
-    Architecture(
-        "gemma3_text",
-        Gemma3TextConfig,
-        Gemma3ForCausalLM,
-        Gemma3RotaryEmbedding,
-        LongRoPE2Gemma3TextConfig,
-        LongRoPE2Gemma3ForCausalLM,
-        nested_rope_key="full_attention",
-    ),
-]
 
 #: Supported architectures, keyed by both the base and the longrope2 ``model_type``.
 ARCHITECTURES: dict[str, Architecture] = {}
-for _arch in _ENTRIES:
-    ARCHITECTURES[_arch.model_type] = _arch
-    ARCHITECTURES[_arch.config_class.model_type] = _arch
-    _arch.model_class.register_for_auto_class("AutoModelForCausalLM")
 
-SUPPORTED_MODEL_TYPES = tuple(a.model_type for a in _ENTRIES)
+
+def register_architecture(arch: Architecture) -> Architecture:
+    """Add `arch` to [`ARCHITECTURES`] and register its classes for ``trust_remote_code`` saving.
+
+    Raises:
+        ValueError: its base or longrope2 ``model_type`` is registered already (nothing is overwritten).
+    """
+    keys = (arch.model_type, arch.config_class.model_type)
+    if keys[0] == keys[1]:
+        raise ValueError(f"{arch.config_class.__name__} needs a model_type of its own, not {keys[0]!r}")
+    taken = [key for key in keys if key in ARCHITECTURES]
+    if taken:
+        raise ValueError(f"cannot register architecture {arch.model_type!r}: model_type {taken} is registered already")
+    for key in keys:
+        ARCHITECTURES[key] = arch
+    arch.config_class.register_for_auto_class()
+    arch.model_class.register_for_auto_class("AutoModelForCausalLM")
+    return arch
+
+
+# One entry per architecture: adding one is a config class, a model class and an entry here.
+register_architecture(Architecture(
+    "llama", LlamaConfig, LlamaForCausalLM, LlamaRotaryEmbedding, LongRoPE2LlamaConfig, LongRoPE2LlamaForCausalLM,
+))
+register_architecture(Architecture(
+    "mistral", MistralConfig, MistralForCausalLM, MistralRotaryEmbedding, LongRoPE2MistralConfig,
+    LongRoPE2MistralForCausalLM, tiny_config={"sliding_window": None},
+))
+register_architecture(Architecture(
+    "qwen2", Qwen2Config, Qwen2ForCausalLM, Qwen2RotaryEmbedding, LongRoPE2Qwen2Config, LongRoPE2Qwen2ForCausalLM,
+    tiny_config={"use_sliding_window": False},
+))
+register_architecture(Architecture(
+    "qwen3", Qwen3Config, Qwen3ForCausalLM, Qwen3RotaryEmbedding, LongRoPE2Qwen3Config, LongRoPE2Qwen3ForCausalLM,
+    tiny_config={"head_dim": 16},
+))
+register_architecture(Architecture(
+    "phi3", Phi3Config, Phi3ForCausalLM, Phi3RotaryEmbedding, LongRoPE2Phi3Config, LongRoPE2Phi3ForCausalLM,
+    # partial rotary: 16 * 0.5 = 8 rotary dims -> 4 factors
+    tiny_config={"partial_rotary_factor": 0.5, "original_max_position_embeddings": 32},
+))
+register_architecture(Architecture(
+    "gemma", GemmaConfig, GemmaForCausalLM, GemmaRotaryEmbedding, LongRoPE2GemmaConfig, LongRoPE2GemmaForCausalLM,
+    tiny_config={"head_dim": 16},
+))
+register_architecture(Architecture(
+    "gemma2", Gemma2Config, Gemma2ForCausalLM, Gemma2RotaryEmbedding, LongRoPE2Gemma2Config,
+    LongRoPE2Gemma2ForCausalLM,
+    # no SDPA path (attention soft-capping); eager also honours packed documents
+    tiny_config={"head_dim": 16, "sliding_window": 4096, "query_pre_attn_scalar": 16, "attn_implementation": "eager"},
+))
+register_architecture(Architecture(
+    "gemma3_text", Gemma3TextConfig, Gemma3ForCausalLM, Gemma3RotaryEmbedding, LongRoPE2Gemma3TextConfig,
+    LongRoPE2Gemma3ForCausalLM, nested_rope_key="full_attention",
+    tiny_config={"head_dim": 16, "sliding_window": 4096, "query_pre_attn_scalar": 16,
+                 "layer_types": ["sliding_attention", "full_attention"]},
+))
+
+#: The base ``model_type`` of every supported architecture, in registration order.
+SUPPORTED_MODEL_TYPES = tuple(dict.fromkeys(arch.model_type for arch in ARCHITECTURES.values()))
 
 
 def architecture_for(model_type: str) -> Architecture:

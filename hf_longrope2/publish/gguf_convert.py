@@ -30,17 +30,13 @@ measure perplexities on the converted folder itself, not on the original.
 
 from __future__ import annotations
 
-import json
-import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from ..utils.atomic import check_output_dir, save_atomically
+from ..utils.environment import FLOAT_DTYPES
 
 GGUF_MAGIC = b"GGUF"
-DTYPES = ("float32", "bfloat16", "float16")
 INSTALL_HINT = "pip install gguf  (or: pip install 'hf-longrope2[gguf]')"
 # GGUF architecture names whose transformers model_type differs (see transformers' load_gguf_checkpoint).
 _MODEL_TYPE_OF_GGUF_ARCH = {"gemma3": "gemma3_text"}
@@ -142,8 +138,8 @@ def convert_gguf(
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
     path = check_gguf_file(gguf_file)
     out = check_output_dir(output_dir, overwrite)  # before the expensive load
     gguf_config(path)  # architecture check (and gguf package check) on the metadata alone
@@ -170,62 +166,3 @@ def convert_gguf(
     return save_atomically(out, write, overwrite=overwrite)
 
 
-@dataclass
-class ConvertGGUFArguments:
-    gguf_file: str = field(
-        default="", metadata={"help": "The local .gguf file to convert (required; or the first positional argument)"}
-    )
-    output_dir: str = field(
-        default="",
-        metadata={"help": "Folder to write (required, must not exist or be empty; or the second positional argument)"},
-    )
-    dtype: str = field(
-        default="float32",
-        metadata={"help": f"Weights dtype, one of {DTYPES}; float32 keeps the dequantised values exactly"},
-    )
-    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty output folder"})
-
-    def __post_init__(self) -> None:
-        if not self.gguf_file or not self.output_dir:
-            raise ValueError("usage: hf-longrope2 convert-gguf FILE OUT (or --gguf-file FILE --output-dir OUT)")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"--dtype must be one of {DTYPES}, got {self.dtype!r}")
-
-
-def positionals_as_flags(argv: Sequence[str]) -> list[str]:
-    """``FILE OUT [flags]`` -> ``--gguf_file FILE --output_dir OUT [flags]`` (up to two leading positionals)."""
-    rest = list(argv)
-    flags: list[str] = []
-    for name in ("--gguf_file", "--output_dir"):
-        if not rest or rest[0].startswith("-"):
-            break
-        flags += [name, rest.pop(0)]
-    return flags + rest
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from ..utils.arguments import parse_dataclass
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_dataclass(
-        ConvertGGUFArguments,
-        positionals_as_flags(argv),
-        "hf-longrope2 convert-gguf",
-        "Convert a local GGUF file into a Hugging Face folder (safetensors, config, tokenizer). "
-        "Usage: hf-longrope2 convert-gguf FILE OUT [--dtype float32] [--overwrite]",
-    )
-    try:
-        out = convert_gguf(args.gguf_file, args.output_dir, dtype=args.dtype, overwrite=args.overwrite)
-    except ImportError as exc:
-        print(f"hf-longrope2 convert-gguf: error: {exc}", file=sys.stderr)
-        return 2
-    config = json.loads((out / "config.json").read_text())
-    print(
-        f"converted {args.gguf_file} ({config['model_type']}, {config['num_hidden_layers']} layers, "
-        f"{config['max_position_embeddings']}-token window) -> {out} ({args.dtype} safetensors)"
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -29,13 +29,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 SUPPORTED = ("longrope2_llama",)  # llama.cpp: LLM_ARCH_LLAMA creates rope_factors_long/short for longrope
-DTYPES = ("float32", "float16")
+MATRIX_DTYPES = ("float32", "float16")  # GGUF matrix types written
 LAYER_TENSORS = {
     "input_layernorm.weight": "attn_norm.weight",
     "self_attn.q_proj.weight": "attn_q.weight",
@@ -139,8 +136,8 @@ def export_gguf(model_dir: str | os.PathLike, output_file: str | os.PathLike, *,
     import gguf
 
     folder, out = Path(model_dir), Path(output_file)
-    if dtype not in DTYPES:
-        raise ValueError(f"--dtype must be one of {DTYPES}, got {dtype!r}")
+    if dtype not in MATRIX_DTYPES:
+        raise ValueError(f"--dtype must be one of {MATRIX_DTYPES}, got {dtype!r}")
     if out.is_dir() or (out.exists() and not overwrite):
         raise FileExistsError(f"{out} exists; pass --overwrite or choose another --output-file")
     if not folder.is_dir():
@@ -233,27 +230,3 @@ def export_gguf(model_dir: str | os.PathLike, output_file: str | os.PathLike, *,
     return out
 
 
-@dataclass
-class ExportGGUFArguments:
-    model: str = field(default="", metadata={"help": "A saved longrope2 Llama folder (required)"})
-    output_file: str = field(default="", metadata={"help": "The .gguf file to write (required)"})
-    dtype: str = field(default="float32", metadata={"help": f"Matrices as one of {DTYPES}"})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output-file"})
-
-    def __post_init__(self) -> None:
-        if not self.model or not self.output_file:
-            raise ValueError("--model and --output-file are required")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"--dtype must be one of {DTYPES}, got {self.dtype!r}")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``hf-longrope2 export-gguf``."""
-    from ..utils.arguments import parse_dataclass
-
-    args = parse_dataclass(ExportGGUFArguments, sys.argv[1:] if argv is None else argv, "hf-longrope2 export-gguf",
-                           "Write a longrope2 Llama folder as a GGUF file for llama.cpp (LongRoPE factors included).")
-    out = export_gguf(args.model, args.output_file, dtype=args.dtype, overwrite=args.overwrite)
-    print(f"exported {args.model} -> {out} ({args.dtype}, {out.stat().st_size:,} bytes); run it in llama.cpp with a "
-          "context size above the original window to use the long factors")
-    return 0

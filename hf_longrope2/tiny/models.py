@@ -1,4 +1,5 @@
-"""Tiny random models of every supported architecture, for tests and ``hf-longrope2 check`` (no hub access).
+"""Tiny random models of every supported architecture, for ``hf-longrope2 check``, midtraining's
+``builtin:tiny-llama`` and the tests (no hub access).
 
 ```python
 >>> from hf_longrope2.tiny.models import tiny_model, extended_pair
@@ -15,20 +16,13 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import (
-    Gemma2Config,
-    Gemma3TextConfig,
-    GemmaConfig,
-    LlamaConfig,
-    MistralConfig,
-    Phi3Config,
-    Qwen2Config,
-    Qwen3Config,
-)
+from tokenizers import Tokenizer, decoders
+from tokenizers.models import BPE
+from transformers import PreTrainedTokenizerFast
 
 from .. import factors
 from ..extension import extend
-from ..modeling.modeling_longrope2 import architecture_for, longrope2_parameters
+from ..modeling.modeling_longrope2 import SUPPORTED_MODEL_TYPES, architecture_for, longrope2_parameters
 from ..modeling.rope import rotary_dim_of
 
 ORIGINAL = 32  # native window of the tiny models
@@ -36,7 +30,8 @@ TARGET = 128  # extended window (s = 4)
 VOCAB = 100  # = len(char_tokenizer())
 ISOLATED_LOADER = Path(__file__).with_name("_isolated_load.py")
 
-_COMMON = dict(
+#: What every tiny model shares; each architecture adds its own `Architecture.tiny_config`.
+TINY_COMMON = dict(
     vocab_size=VOCAB,
     hidden_size=64,
     intermediate_size=96,
@@ -49,25 +44,8 @@ _COMMON = dict(
     pad_token_id=0,
     tie_word_embeddings=False,
 )
-
-TINY_CONFIGS = {
-    "llama": lambda: LlamaConfig(**_COMMON),
-    "mistral": lambda: MistralConfig(**_COMMON, sliding_window=None),
-    "qwen2": lambda: Qwen2Config(**_COMMON, use_sliding_window=False),
-    "qwen3": lambda: Qwen3Config(**_COMMON, head_dim=16),
-    # partial rotary: 16 * 0.5 = 8 rotary dims -> 4 factors
-    "phi3": lambda: Phi3Config(**_COMMON, partial_rotary_factor=0.5, original_max_position_embeddings=ORIGINAL),
-    "gemma": lambda: GemmaConfig(**_COMMON, head_dim=16),
-    "gemma2": lambda: Gemma2Config(**_COMMON, head_dim=16, sliding_window=4096, query_pre_attn_scalar=16),
-    "gemma3_text": lambda: Gemma3TextConfig(
-        **_COMMON,
-        head_dim=16,
-        sliding_window=4096,
-        query_pre_attn_scalar=16,
-        layer_types=["sliding_attention", "full_attention"],
-    ),
-}
-MODEL_TYPES = list(TINY_CONFIGS)
+#: Every supported architecture (the product's table, not a list of its own).
+MODEL_TYPES = list(SUPPORTED_MODEL_TYPES)
 
 
 def char_tokenizer():
@@ -75,13 +53,10 @@ def char_tokenizer():
 
     Real text round-trips through it, so needle samples and perplexities on tiny models use real data paths.
     """
-    from tokenizers import Tokenizer, decoders, models
-    from transformers import PreTrainedTokenizerFast
-
     specials = ["<pad>", "<s>", "</s>", "<unk>"]
     chars = ["\n"] + [chr(c) for c in range(32, 127)]
     vocab = {token: i for i, token in enumerate(specials + chars)}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+    backend = Tokenizer(BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     backend.decoder = decoders.Fuse()
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token="<pad>", bos_token="<s>", eos_token="</s>", unk_token="<unk>"
@@ -97,10 +72,13 @@ def save_tiny_model(path: str | Path, model_type: str = "llama", seed: int = 0) 
 
 
 def tiny_config(model_type: str):
-    """A 2-layer config of `model_type` with a 32-token window."""
-    config = TINY_CONFIGS[model_type]()
-    # gemma2 has no SDPA path (attention soft-capping); eager also honours packed documents
-    config._attn_implementation = "eager" if model_type == "gemma2" else "sdpa"
+    """A 2-layer config of `model_type` with a 32-token window: [`TINY_COMMON`] plus the architecture's own
+    ``tiny_config`` entry in the table."""
+    arch = architecture_for(model_type)
+    overrides = dict(arch.tiny_config)
+    attn_implementation = overrides.pop("attn_implementation", "sdpa")
+    config = arch.base_config_class(**TINY_COMMON, **overrides)
+    config._attn_implementation = attn_implementation
     return config
 
 
@@ -189,30 +167,3 @@ def greedy_generate(
         eos_token_id=None,
     )
     return out.sequences, torch.stack(out.logits, 1)
-
-
-SAMPLE_TEXT = "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness. "
-
-
-def tiny_search_output(root: str | Path, name: str = "out") -> Path:
-    """Run the real `hf-longrope2 search` (512 tokens, a few seconds) on a tiny Llama and local text under `root`.
-
-    Returns the output folder `root / name`: an extended model with its search log, plots and card.
-    """
-    import pytest
-
-    from ..search.runner import main as search
-
-    root = Path(root)
-    save_tiny_model(root / "tiny")
-    (root / "text").mkdir()
-    for i in range(6):
-        (root / "text" / f"book{i}.txt").write_text(f"Book {i}. " + SAMPLE_TEXT * (30 + 5 * i))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_LONGROPE2_CACHE", str(root / "cache"))
-        code = search(["--model", str(root / "tiny"), "--dataset", str(root / "text"), "--output_dir",
-                       str(root / name), "--target-length", "512", "--population", "8", "--iterations", "2",
-                       "--num-samples", "2"])
-    if code != 0:
-        raise RuntimeError(f"the tiny search failed with exit code {code}")
-    return root / name

@@ -19,8 +19,10 @@ import torch
 
 __version__ = "0.1.0"
 
+#: Floating-point weight dtypes.
+FLOAT_DTYPES = ("float32", "bfloat16", "float16")
 #: Weight dtypes a verb accepts; ``auto`` is bfloat16 on a GPU and float32 on a CPU.
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+DTYPES = ("auto", *FLOAT_DTYPES)
 
 
 def torch_dtype(name: str, device: torch.device | None = None) -> torch.dtype:
