@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from ..utils.environment import cache_dir
 from .needles import tokenizer_fingerprint
@@ -117,15 +118,11 @@ def mixture_from_yaml(value: str | os.PathLike | Sequence[Mapping[str, Any]] | M
     Each mapping's keys are [`SourceSpec`] fields; unknown keys raise a `ValueError` naming them.
     """
     if isinstance(value, str) and value.lstrip().startswith(("[", "{")):  # inline, e.g. a list in a recipe YAML
-        import yaml
-
         value = yaml.safe_load(value)
     elif isinstance(value, str | os.PathLike):
         path = Path(value).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"mixture file {str(path)!r} does not exist; expected a YAML list of sources")
-        import yaml
-
         value = yaml.safe_load(path.read_text(encoding="utf-8"))
     if isinstance(value, Mapping) and set(value) == {"sources"}:
         value = value["sources"]
@@ -167,7 +164,7 @@ def _split_units(batch: dict[str, list], column: str, unit: str) -> dict[str, li
 
 
 def _load_hub(spec: SourceSpec) -> Any:
-    import datasets
+    import datasets  # start-up: datasets takes ~1 s to import; only tokenised sources need it
 
     extra = {} if spec.data_dir is None else {"data_dir": spec.data_dir}
     try:
@@ -187,7 +184,7 @@ def _check_data_dir(spec: SourceSpec, local: bool) -> None:
 
 
 def _load_pretokenized(spec: SourceSpec, cache: Path) -> Any:
-    import datasets
+    import datasets  # start-up: datasets takes ~1 s to import; only tokenised sources need it
 
     path = Path(spec.dataset).expanduser()
     _check_data_dir(spec, path.exists())
@@ -212,8 +209,8 @@ def _load_pretokenized(spec: SourceSpec, cache: Path) -> Any:
 def _text_dataset(spec: SourceSpec, cache: Path) -> Any | None:
     """The texts of a Hub source or of local ``.jsonl`` / ``.parquet`` files as a memory-mapped `datasets.Dataset`
     of the first `max_documents` non-blank texts (column `text_column`), or None for sources read as lists."""
-    import datasets
-    import pyarrow.compute as pc
+    import datasets  # start-up: datasets takes ~1 s to import; only tokenised sources need it
+    import pyarrow.compute as pc  # start-up: loaded with datasets, only for tokenised sources
 
     path = None if spec.dataset.startswith("builtin:") else _local_path(spec.dataset)
     _check_data_dir(spec, path is not None)
@@ -273,7 +270,7 @@ def tokenize_source(tokenizer: Any, spec: SourceSpec, *, num_proc: int = 1, appe
     ``.jsonl`` / ``.parquet`` files are read through `datasets` (memory-mapped, never all texts in a Python list);
     built-in sources and other local files through [`hf_longrope2.data.texts.load_texts`].
     """
-    import datasets
+    import datasets  # start-up: datasets takes ~1 s to import; only tokenised sources need it
 
     eos = tokenizer.eos_token_id if append_eos else None
     column = TOKENIZED_COLUMN if spec.tokenized else spec.text_column
@@ -305,7 +302,7 @@ def tokenize_source(tokenizer: Any, spec: SourceSpec, *, num_proc: int = 1, appe
 
 def _document_lengths(dataset: Any) -> np.ndarray:
     """Tokens per document of a tokenised source, from its Arrow list offsets (token ids are not read)."""
-    import pyarrow.compute as pc
+    import pyarrow.compute as pc  # start-up: loaded with datasets, only for tokenised sources
 
     column = dataset.data.column(TOKENIZED_COLUMN)
     lengths = pc.fill_null(pc.list_value_length(column), 0).to_numpy()

@@ -183,7 +183,7 @@ class _TokenReader:
 def _materialise_rows(batch: dict[str, list], *, readers: Sequence[_TokenReader], original_window: int,
                       target_length: int, pad_token_id: int) -> Any:
     """Rows (an Arrow table of `ROW_COLUMNS`) for a batch of plan rows."""
-    import pyarrow as pa
+    import pyarrow as pa  # start-up: loaded with datasets, only when rows are written
 
     columns: dict[str, list] = {c: [] for c in ROW_COLUMNS[:-1]}
     for sources, indices, starts, lengths in zip(*(batch[c] for c in PLAN_COLUMNS[1:]), strict=True):
@@ -200,14 +200,14 @@ def _materialise_rows(batch: dict[str, list], *, readers: Sequence[_TokenReader]
 
 
 def _row_features() -> Any:
-    import datasets
+    import datasets  # start-up: datasets takes ~1 s to import; only tokenised sources need it
 
     ints = datasets.List(datasets.Value("int64"))
     return datasets.Features({c: ints for c in ROW_COLUMNS[:-1]} | {"kind": datasets.Value("string")})
 
 
 def _plan_table(plan: PackingPlan) -> Any:
-    import pyarrow as pa
+    import pyarrow as pa  # start-up: loaded with datasets, only when rows are written
 
     if len(plan.piece_length) >= 1 << 31:
         raise ValueError(f"the plan has {len(plan.piece_length)} pieces; at most 2**31 - 1 fit one Arrow list column")
@@ -226,7 +226,7 @@ def materialise_plan(
     Rows are written by ``datasets.map`` with `num_proc` processes to `cache_file` (reused when it, or its shards
     for ``num_proc > 1``, exist), or kept in memory when it is None.
     """
-    import datasets
+    import datasets  # start-up: datasets takes ~1 s to import; only tokenised sources need it
     from datasets.table import InMemoryTable
 
     features = _row_features()
@@ -238,7 +238,7 @@ def materialise_plan(
     else:
         plan_file = Path(cache_file).with_suffix(".plan.arrow")
         if not plan_file.exists():
-            import pyarrow as pa
+            import pyarrow as pa  # start-up: loaded with datasets, only when rows are written
 
             partial = plan_file.with_name(f"{plan_file.name}.{os.getpid()}.tmp")
             with pa.OSFile(str(partial), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:

@@ -21,13 +21,16 @@ batch size.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Sequence
+
+import torch
 
 
 def _require_lm_eval():
     try:
-        import lm_eval  # noqa: F401
+        import lm_eval  # noqa: F401  (the optional extra [eval]: checked only when lm-eval tasks are asked for)
     except ImportError as exc:
         raise ValueError(
             "--lm-eval-tasks needs lm-evaluation-harness: pip install 'hf-longrope2[eval]' (or pip install lm-eval)"
@@ -37,8 +40,7 @@ def _require_lm_eval():
 def padding_aware_hflm(model, tokenizer, batch_size: int = 1):
     """lm-eval's ``HFLM`` around `model`, with an attention mask on its right-padded loglikelihood batches."""
     _require_lm_eval()
-    import lm_eval.models.huggingface as hf_module
-    import torch
+    import lm_eval.models.huggingface as hf_module  # the optional extra [eval]
 
     class PaddingAwareHFLM(hf_module.HFLM):
         _row_lengths: list[int] | None = None
@@ -91,14 +93,12 @@ def run_lm_eval(
         ValueError: if lm-eval is missing or a task name is unknown to it (the message lists close matches).
     """
     _require_lm_eval()
-    from lm_eval import simple_evaluate
+    from lm_eval import simple_evaluate  # the optional extra [eval]
     from lm_eval.tasks import TaskManager
 
     manager = TaskManager(include_path=include_path) if include_path else TaskManager()
     unknown = [t for t in tasks if t not in manager.all_tasks]
     if unknown:
-        import difflib
-
         hints = {t: difflib.get_close_matches(t, manager.all_tasks, n=3) for t in unknown}
         raise ValueError(f"lm-eval does not know the tasks {unknown} (close matches: {hints})")
     wrapped = padding_aware_hflm(model, tokenizer, batch_size)

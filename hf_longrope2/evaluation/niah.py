@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
+from transformers import GenerationConfig
 
 from ..data.needles import ANSWER, KEYS, build_needle_sample
 
@@ -117,8 +118,6 @@ def greedy_continuations(model, prompts: torch.Tensor, max_new_tokens: int) -> t
     Uses ``model.generate`` with a KV cache and a fresh greedy generation config (the model's own sampling
     settings are ignored); only the last position of each step goes through the output head.
     """
-    from transformers import GenerationConfig
-
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
         min_new_tokens=max_new_tokens,

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 
 import torch
 
+from .lm_eval_bridge import run_lm_eval
 from .niah import NiahCell, greedy_continuations, haystack_stream, niah_grid, score_niah
 from .perplexity import long_documents, perplexity, short_windows, tokenize_documents, window_nll
+from .ruler import ruler_samples, string_match_all
 
 
 def niah_key(length: int, depth: float) -> str:
@@ -58,8 +60,6 @@ class EvalPlan:
         Raises:
             ValueError: when the documents cannot supply a cell (before any model is loaded).
         """
-        from .ruler import ruler_samples
-
         lengths = list(args.lengths) or [original_window * k for k in (1, 2, 4, 8)]
         documents = tokenize_documents(tokenizer, texts)
         separator = tokenizer("\n\n", add_special_tokens=False)["input_ids"]
@@ -101,8 +101,6 @@ class EvalPlan:
             if key not in finished:
                 record(key, self._ruler_score(model, tokenizer, samples, args.batch_size))
         if self.lm_eval_tasks and "lm_eval" not in finished:
-            from .lm_eval_bridge import run_lm_eval
-
             record(
                 "lm_eval",
                 run_lm_eval(
@@ -126,8 +124,6 @@ class EvalPlan:
 
     @staticmethod
     def _ruler_score(model, tokenizer, samples: list, batch_size: int) -> float:
-        from .ruler import string_match_all
-
         scores = []
         for start in range(0, len(samples), batch_size):
             chunk = samples[start : start + batch_size]

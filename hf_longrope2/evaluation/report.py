@@ -17,7 +17,12 @@ and depths are JSON object keys, so strings.
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from pathlib import Path
+
+from ..plots import plot_metric_vs_length, plot_niah_heatmap, plot_tasks_vs_length
+from ..utils.atomic import write_json_atomically, write_text_atomically
+from ..utils.environment import __version__, versions
 
 REPORT_KEYS = ("settings", "versions", "wall_time_s", "original_window", "models", "files")
 MODEL_KEYS = ("path", "original_window", "max_position_embeddings", "rope_type", "niah", "niah_mean", "perplexity",
@@ -31,10 +36,6 @@ def _mean(values) -> float:
 
 def assemble(args, plan, models: dict, cells: dict, wall_time_s: float) -> dict:
     """The report dict from per-model finished `cells` (see the module docstring for the layout)."""
-    from dataclasses import asdict
-
-    from ..utils.environment import versions
-
     out_models = {}
     base_short = None
     for name, meta in models.items():
@@ -64,8 +65,6 @@ def assemble(args, plan, models: dict, cells: dict, wall_time_s: float) -> dict:
         out_models[name] = entry
     settings = {k: v for k, v in asdict(args).items() if k not in ("overwrite", "resume")}
     settings["lengths"] = plan.lengths
-    from ..utils.environment import __version__
-
     return {
         "settings": settings,
         "versions": {**versions(), "hf-longrope2": __version__},
@@ -188,9 +187,6 @@ def report_markdown(report: dict) -> str:
 
 def write_report(report: dict, folder: str | Path) -> dict:
     """Write the PNGs, then ``report.json`` and ``report.md`` (listing them) into `folder`; returns ``files``."""
-    from ..plots import plot_metric_vs_length, plot_niah_heatmap, plot_tasks_vs_length
-    from ..utils.atomic import write_json_atomically, write_text_atomically
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     window = report["original_window"]

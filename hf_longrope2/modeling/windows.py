@@ -80,7 +80,7 @@ class SequenceShard:
     def gather(self, local: torch.Tensor) -> list[torch.Tensor]:
         if self.all_gather is not None:
             return self.all_gather(local)
-        import torch.distributed as dist
+        import torch.distributed as dist  # only under sequence parallelism, with a process group
 
         out = [torch.empty_like(local) for _ in range(self.world_size)]
         dist.all_gather(out, local.contiguous(), group=self.group)

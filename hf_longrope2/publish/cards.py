@@ -25,6 +25,16 @@ import os
 import re
 from pathlib import Path
 
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+from transformers import AutoConfig
+
+from .. import factors
+from ..modeling.modeling_longrope2 import longrope2_parameters
+from ..modeling.rope import rotary_dim_of
+from ..utils.atomic import write_text_atomically
+from ..utils.environment import __version__
+
 TEMPLATE = Path(__file__).with_name("model_card_template.md")
 TAGS = ["longrope2", "long-context", "context-extension", "rope"]
 NIAH_DATASET_TYPE = "needle-in-a-haystack"
@@ -35,8 +45,6 @@ _TMP_FOLDER = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}$")  # save_atomicall
 
 def is_hub_id(name: str | None) -> bool:
     """True for a Hub repo id ``namespace/name`` that is not also a local path or a ``builtin:`` source."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
     if not name or ":" in name or name.count("/") != 1 or os.path.exists(name):
         return False
     try:
@@ -68,8 +76,6 @@ def card_inputs(folder: str | Path) -> dict:
     search, midtrain = _read_json(folder / "search_log.json"), _read_json(folder / "midtrain_log.json")
     base_model = _source_of(midtrain) or _source_of(search)
     if base_model is None and (folder / "README.md").is_file():
-        from huggingface_hub import ModelCard
-
         base_model = ModelCard((folder / "README.md").read_text(), ignore_metadata_errors=True).data.base_model
     return {"base_model": base_model, "search": search, "midtrain": midtrain}
 
@@ -242,8 +248,6 @@ def eval_results(report: dict, model: str) -> list:
     Results are grouped by dataset in the order ``model-index`` stores them, so they round-trip unchanged
     through `huggingface_hub.repocard_data.model_index_to_eval_results`.
     """
-    from huggingface_hub import EvalResult
-
     settings, entry = report.get("settings", {}), report["models"][model]
     haystack = settings.get("dataset", "unknown")
     results: list = []
@@ -420,14 +424,6 @@ def render_model_card(
     Returns:
         `huggingface_hub.ModelCard`
     """
-    from huggingface_hub import ModelCard, ModelCardData
-    from transformers import AutoConfig
-
-    from .. import factors
-    from ..modeling.modeling_longrope2 import longrope2_parameters
-    from ..modeling.rope import rotary_dim_of
-    from ..utils.environment import __version__
-
     folder = Path(folder)
     config = AutoConfig.from_pretrained(folder)
     params = longrope2_parameters(config)
@@ -484,7 +480,5 @@ def render_model_card(
 
 def write_model_card(folder: str | Path, **kwargs) -> Path:
     """Render [`render_model_card`] into ``folder/README.md`` (atomically) and return its path."""
-    from ..utils.atomic import write_text_atomically
-
     text = str(render_model_card(folder, **kwargs))
     return write_text_atomically(Path(folder) / "README.md", text if text.endswith("\n") else text + "\n")

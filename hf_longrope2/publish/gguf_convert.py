@@ -33,6 +33,12 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import torch
+from packaging.version import Version
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GgufConfig
+from transformers.utils.import_utils import GGUF_MIN_VERSION
+
+from ..modeling.modeling_longrope2 import SUPPORTED_MODEL_TYPES
 from ..utils.atomic import check_output_dir, save_atomically
 from ..utils.environment import FLOAT_DTYPES
 
@@ -46,9 +52,8 @@ _GGUF_CONFIG_LEFTOVERS = ("quantization_config", "_model_name_or_path")
 
 def supported_gguf_architectures() -> list[str]:
     """GGUF ``general.architecture`` values that both transformers' GGUF loader and hf-longrope2 support."""
+    # start-up: transformers' GGUF module takes ~1.5 s to import; only GGUF verbs need it
     from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
-
-    from ..modeling.modeling_longrope2 import SUPPORTED_MODEL_TYPES
 
     return sorted(
         a for a in GGUF_SUPPORTED_ARCHITECTURES if _MODEL_TYPE_OF_GGUF_ARCH.get(a, a) in SUPPORTED_MODEL_TYPES
@@ -57,11 +62,8 @@ def supported_gguf_architectures() -> list[str]:
 
 def require_gguf() -> str:
     """The installed ``gguf`` package version; raises `ImportError` with the install command when missing or old."""
-    from packaging.version import Version
-    from transformers.utils.import_utils import GGUF_MIN_VERSION
-
     try:
-        import gguf  # noqa: F401  (transformers reads GGUF files through it)
+        import gguf  # noqa: F401  (the optional extra [gguf]; transformers reads GGUF files through it)
 
         installed = version("gguf")
     except (ImportError, PackageNotFoundError) as exc:
@@ -87,10 +89,6 @@ def check_gguf_file(gguf_file: str | Path) -> Path:
 
 def gguf_config(gguf_file: str | Path):
     """The transformers config described by a GGUF file's metadata; raises for an unsupported architecture."""
-    from transformers import AutoConfig
-
-    from ..modeling.modeling_longrope2 import SUPPORTED_MODEL_TYPES
-
     path = check_gguf_file(gguf_file)
     require_gguf()
     accepted = supported_gguf_architectures()
@@ -135,9 +133,6 @@ def convert_gguf(
         ValueError: not a GGUF file, an unsupported architecture or dtype, or no tokenizer in the file.
         ImportError: the ``gguf`` package is missing (the message gives the install command).
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
-
     if dtype not in FLOAT_DTYPES:
         raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
     path = check_gguf_file(gguf_file)

@@ -31,6 +31,13 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+from safetensors.numpy import load_file
+
+from ..modeling.rope import default_long_mscale
+from ..utils.loading import check_model_folder_loadable
+from .gguf_convert import require_gguf
+
 SUPPORTED = ("longrope2_llama",)  # llama.cpp: LLM_ARCH_LLAMA creates rope_factors_long/short for longrope
 MATRIX_DTYPES = ("float32", "float16")  # GGUF matrix types written
 LAYER_TENSORS = {
@@ -59,8 +66,6 @@ def permute_rotary_rows(weight, n_head: int):
 
 
 def _load_state_dict(folder: Path) -> dict:
-    from safetensors.numpy import load_file
-
     index = folder / "model.safetensors.index.json"
     names = sorted(set(json.loads(index.read_text())["weight_map"].values())) if index.exists() else [
         "model.safetensors"]
@@ -123,17 +128,11 @@ def export_gguf(model_dir: str | os.PathLike, output_file: str | os.PathLike, *,
         ValueError: an architecture, rotary layout or tokenizer llama.cpp cannot represent; a bad folder.
         FileExistsError: `output_file` exists and not `overwrite`.
     """
-    import numpy as np
-
-    from ..modeling.rope import default_long_mscale
-    from ..utils.loading import check_model_folder_loadable
-    from .gguf_convert import require_gguf
-
     try:
         require_gguf()
     except ImportError as exc:
         raise ValueError(str(exc)) from None
-    import gguf
+    import gguf  # the optional extra [gguf], checked just above
 
     folder, out = Path(model_dir), Path(output_file)
     if dtype not in MATRIX_DTYPES:

@@ -31,6 +31,17 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+from huggingface_hub import HfApi, ModelCard, constants, get_token
+from huggingface_hub.utils import HFValidationError
+from huggingface_hub.utils import validate_repo_id as hub_validate
+from transformers.dynamic_module_utils import get_relative_imports
+
+from ..utils.atomic import write_text_atomically
+from ..utils.environment import __version__
+from ..utils.loading import check_rope_values, weight_problems
+from .cards import card_inputs, render_model_card
+
 JUNK_DIRS = ("__pycache__",)
 JUNK_SUFFIXES = (".tmp", ".pyc", ".lock")
 TOKENIZER_VOCABS = (
@@ -41,9 +52,6 @@ ROPE_TYPES = ("longrope2", "longrope")
 
 def validate_repo_id(repo_id: str) -> str:
     """Raise ValueError (naming `repo_id`) unless it is a valid ``namespace/name`` Hub id."""
-    from huggingface_hub.utils import HFValidationError
-    from huggingface_hub.utils import validate_repo_id as hub_validate
-
     if repo_id.count("/") != 1:
         raise ValueError(f"--repo-id must be namespace/name (e.g. my-org/smollm2-longrope2-32k), got {repo_id!r}")
     try:
@@ -162,8 +170,6 @@ def _check_config(folder: Path, problems: list[str]) -> dict | None:
     except json.JSONDecodeError as exc:
         problems.append(f"config.json is not valid JSON ({exc})")
         return None
-    from ..utils.loading import check_rope_values
-
     try:
         check_rope_values(config, "config.json")
     except ValueError as exc:
@@ -184,8 +190,6 @@ def _check_config(folder: Path, problems: list[str]) -> dict | None:
 
 def _check_code(folder: Path, config: dict, problems: list[str]) -> None:
     """The modules ``auto_map`` names and, recursively, the files they import relatively."""
-    from transformers.dynamic_module_utils import get_relative_imports
-
     references = []
     for value in (config.get("auto_map") or {}).values():
         references += value if isinstance(value, list) else [value]
@@ -204,8 +208,6 @@ def _check_code(folder: Path, config: dict, problems: list[str]) -> None:
 
 
 def _check_weights(folder: Path, files: list[str], problems: list[str]) -> None:
-    from ..utils.loading import weight_problems
-
     if not any(f.endswith(".safetensors") for f in files):
         other = [f for f in files if f.endswith((".bin", ".pt", ".pth", ".gguf"))]
         problems.append("no *.safetensors weights" + (f" (found {other}; re-save with save_pretrained, which writes "
@@ -223,9 +225,6 @@ def _check_tokenizer(files: list[str], problems: list[str]) -> None:
 
 
 def _check_card(folder: Path, files: list[str], problems: list[str], text: str | None) -> None:
-    import yaml
-    from huggingface_hub import ModelCard
-
     hint = ("render one with hf_longrope2.publish.cards.write_model_card(folder, base_model=...) or pass --write-card "
             "(hf-longrope2 search and midtrain write one)")
     if text is None and "README.md" not in files:
@@ -271,8 +270,6 @@ def check_model_folder(folder: str | Path, card: str | None = None) -> list[str]
 
 def render_card(folder: str | Path, repo_id: str, report: str | None = None, report_model: str | None = None) -> str:
     """The folder's model card re-rendered for `repo_id` from its logs (and an evaluation report file)."""
-    from .cards import card_inputs, render_model_card
-
     data = json.loads(Path(report).read_text()) if report else None
     text = str(render_model_card(folder, repo_id=repo_id, report=data, report_model=report_model,
                                  **card_inputs(folder)))
@@ -306,10 +303,6 @@ def push(
         ValueError: no token, offline mode, or a folder that does not pass [`check_model_folder`]; nothing is
             uploaded then.
     """
-    from huggingface_hub import HfApi, constants, get_token
-
-    from ..utils.environment import __version__
-
     folder = Path(folder)
     validate_repo_id(repo_id)
     files = list(files) if files is not None else check_model_folder(folder, card)
@@ -320,8 +313,6 @@ def push(
         raise ValueError("no Hugging Face token: run `hf auth login` or set HF_TOKEN to a token with write access "
                          "(--dry-run needs none); nothing was uploaded")
     if card is not None:
-        from ..utils.atomic import write_text_atomically
-
         write_text_atomically(folder / "README.md", card)
     api = HfApi(token=token, library_name="hf-longrope2", library_version=__version__)
     api.create_repo(repo_id, repo_type="model", private=True if private else None, exist_ok=True)

@@ -35,6 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, PreTrainedTokenizerFast
 
 from ..data.needles import ANSWER, INSTRUCTION, NEEDLE, QUESTION
 
@@ -69,9 +71,6 @@ class TinyModelSettings:
 
 def train_tokenizer(texts: Sequence[str], vocab_size: int):
     """A byte-level BPE ``PreTrainedTokenizerFast`` trained on `texts`; digits are single tokens."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     backend = Tokenizer(models.BPE(unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Sequence(
         [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
@@ -90,8 +89,6 @@ def train_tokenizer(texts: Sequence[str], vocab_size: int):
 
 
 def tiny_llama_config(settings: TinyModelSettings, tokenizer):
-    from transformers import LlamaConfig
-
     return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=settings.hidden_size,

@@ -39,7 +39,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
+from ..data.texts import load_texts
 from ..utils.atomic import save_atomically
+from .pretraining import RecallRows
 
 SYLLABLES = ("ka", "lo", "mi", "re", "tu", "so", "na", "vi", "ge", "po", "du", "fa", "zi", "be", "ru", "xo")
 TEMPLATE_VERSION = 1
@@ -83,8 +87,6 @@ class RecallDocuments:
         if len(text_ids) < 4 * settings.target_length:
             raise ValueError(f"the filler text has {len(text_ids)} tokens; needs at least {4 * settings.target_length}")
         self.newline = self._encode("\n")
-        from .pretraining import RecallRows
-
         # short documents replay the base's own pretraining rows (over the filler text, never pydoc)
         self._short = RecallRows(tokenizer, text_ids, settings.window, settings.seed + 1_000_003, recall_fraction=0.8)
 
@@ -149,10 +151,6 @@ def write_recall_corpus(tokenizer, output_dir: str | Path, settings: RecallCorpu
                         overwrite: bool = False) -> dict[str, Path]:
     """Write ``long.jsonl`` and ``short.jsonl`` (pre-tokenised ``input_ids``; name them in a midtraining mixture
     with ``tokenized: true``) and ``settings.json`` into `output_dir`, atomically. Returns the two paths."""
-    from tqdm.auto import tqdm
-
-    from ..data.texts import load_texts
-
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     text = [i for t in load_texts(settings.text_source) for i in tokenizer(t, add_special_tokens=False)["input_ids"] + eos]
     docs = RecallDocuments(tokenizer, text, settings)

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 
+import yaml
 from transformers import HfArgumentParser
 
 
@@ -39,8 +40,6 @@ class Parser(HfArgumentParser):
 
 def read_yaml(path: str | os.PathLike) -> dict:
     """The mapping in YAML file `path`; one-line errors naming the file (missing, syntax with its line, not a map)."""
-    import yaml
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
