@@ -21,6 +21,7 @@ from hf_longrope2 import cli
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RECIPE_VERBS = {"recipes/search.py": "search", "recipes/midtrain.py": "midtrain", "recipes/evaluate.py": "eval"}
+COMMAND = re.compile(r"^(\w+=\S+ )*(hf-longrope2|accelerate|python)\s")  # optional VAR=value prefixes
 CPU_OVERRIDES = ["--bf16", "false", "--fp16", "false", "--use_cpu", "true"]  # GPU recipes, parsed on a CPU machine
 
 
@@ -47,7 +48,7 @@ def commands() -> list[tuple[str, str, list[str]]]:
     for page in PAGES:
         for line in _code_lines(page.read_text()):
             for part in line.split("&&"):
-                if "hf-longrope2" not in part and "recipes/" not in part:
+                if not COMMAND.match(part.strip()):  # a layout line or an output table, not a command
                     continue
                 words = shlex.split(part.strip())
                 if words[:1] == ["hf-longrope2"] and len(words) > 1:

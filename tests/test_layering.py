@@ -25,7 +25,7 @@ LAYERS = [
     {"data", "publish"},
     {"tiny"},
     {"search", "midtrain", "evaluation"},
-    {"demo", "selfcheck"},
+    {"demo", "selfcheck", "pretrain_tiny"},
     {"cli"},
 ]
 LAYER = {component: rank for rank, group in enumerate(LAYERS) for component in group}

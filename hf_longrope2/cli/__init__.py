@@ -15,7 +15,8 @@ hf-longrope2 check                                 # end-to-end self-check on ti
 dataclasses with [`hf_longrope2.utils.arguments.parse_dataclasses`] (``--help`` shows every field's help
 string) and accepts ``--config x.yaml`` for defaults that flags override. Verb modules are imported only when
 their verb runs, so ``hf-longrope2 env`` does not pay for TRL or datasets. Nothing in the package imports this
-package; recipes/*.py call [`main`].
+package; recipes/*.py call [`main`] (and ``recipes/pretrain_tiny.py``, a recipe but no verb, its own
+``pretrain_tiny.main``).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from hf_longrope2.publish import cards
 from hf_longrope2.tiny.models import char_tokenizer, extended_pair
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -14,11 +14,20 @@ from transformers import AutoModelForCausalLM
 from hf_longrope2 import cli, factors
 from hf_longrope2.tiny.models import ORIGINAL, VOCAB, tiny_model
 
+VERBS = ["env", "factors", "extend", "export-serving", "export-gguf", "search", "midtrain", "eval", "push",
+         "convert-gguf", "demo", "check"]
 
-def test_console_script_lists_commands():
+
+def test_console_script_offers_every_verb_each_with_its_own_help(capsys):
     out = subprocess.run(["hf-longrope2", "--help"], capture_output=True, text=True, check=True).stdout
-    for name in cli.COMMANDS:
-        assert name in out
+    listed = [line.split()[0] for line in out.split("commands:", 1)[1].splitlines() if line.strip()]
+    assert listed == VERBS  # every verb of the command line, in pipeline order
+    for name in VERBS:
+        with pytest.raises(SystemExit) as stop:
+            cli.main([name, "--help"])
+        assert stop.value.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith(f"usage: hf-longrope2 {name} ") and "--config" in text and "docs/" in text, name
 
 
 def test_unknown_command_exit_code(capsys):
@@ -111,6 +120,7 @@ def test_extend_bad_model_leaves_nothing(tmp_path, capsys):
     assert not out.exists() and not list(tmp_path.glob(".out.*"))
 
 
+@pytest.mark.slow  # a fresh interpreter for the verb and one for the isolated reload
 def test_check_verb_on_one_architecture(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "hf_longrope2.cli", "check", "--model_types", "llama", "--output_dir", str(tmp_path)],

@@ -18,18 +18,18 @@ import pytest
 
 from hf_longrope2 import cli
 from hf_longrope2.publish.cards import write_model_card
-from hf_longrope2.tiny.models import char_tokenizer, extended_pair, save_tiny_model
+from hf_longrope2.tiny.models import char_tokenizer, extended_pair
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY_RECIPE = str(ROOT / "recipes" / "tiny" / "midtrain.yaml")
 TOKEN = "hf_" + "Zq8" * 11 + "x"  # token-shaped: hf_ + 34 alphanumerics
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory) -> Path:
+def models(tmp_path_factory, tiny_llama) -> Path:
     """base/ (plain tiny Llama), ext/ (extended, with card), nan/ (ext with a NaN long factor), broken copies."""
     root = tmp_path_factory.mktemp("models")
-    save_tiny_model(root / "base")
+    shutil.copytree(tiny_llama, root / "base")
     _, ext = extended_pair("llama")
     ext.save_pretrained(root / "ext")
     char_tokenizer().save_pretrained(root / "ext")

@@ -13,7 +13,7 @@ import torch
 
 from hf_longrope2.tiny.pretraining import RecallRows, cosine_lr, train_tokenizer, weighted_lm_loss
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "recipes"))
 import pretrain_tiny  # noqa: E402
 

@@ -20,7 +20,7 @@ from hf_longrope2.midtrain.trainer import LongRoPE2SFTTrainer, LongRoPE2Trainer
 from hf_longrope2.modeling.windows import long_window_mask
 from hf_longrope2.tiny.models import VOCAB, char_tokenizer, extended_pair, load_in_isolation
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "recipes" / "tiny" / "midtrain.yaml")
 SENTENCE = "the cat sat on the mat. "
 
@@ -148,6 +148,7 @@ def test_lora_recipe_saves_a_merged_model_and_resume_works(tmp_path):
     assert [h["step"] for h in resumed] == [1, 2, 3] and resumed[:2] == first  # steps 1-2 restored, not re-run
 
 
+@pytest.mark.slow  # accelerate launch of 2 processes
 def test_tiny_recipe_under_accelerate_with_two_processes(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}

@@ -6,7 +6,7 @@
   resume from the sharded (DCP) checkpoint;
 - the context-parallel window decision through the Trainer's own CP setup on a real gloo group.
 
-Slow: ``python -m pytest -m slow tests/test_distributed.py``; `.ci/run` runs it in its slow step.
+Slow: ``python -m pytest -m slow tests/midtrain/test_distributed.py``; `.ci/run` runs it in its slow step.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from hf_longrope2.tiny.models import VOCAB, load_in_isolation
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TINY = str(ROOT / "recipes" / "tiny" / "midtrain.yaml")
 FSDP2 = str(ROOT / "recipes" / "accelerate_configs" / "fsdp2.yaml")
 # The same global batch of 2 rows per step: 1 process x 2 rows, or 2 processes x 1 row.
