@@ -13,7 +13,7 @@ A [`SourceSpec`] names a Hub dataset, local files or a built-in corpus, its mixt
 become documents (whole, or split into paragraphs / lines; or already tokenised). [`tokenize_source`] turns it into
 one ``input_ids`` list per document, ending in EOS; Hub sources and local ``.jsonl`` / ``.parquet`` files are read
 through `datasets` and never held as a Python list of texts. [`hf_longrope2.data.packing.build_mixed_dataset`] mixes and
-packs the tokenised sources; everything here is re-exported from [`hf_longrope2.data.packing`].
+packs the tokenised sources.
 """
 
 from __future__ import annotations

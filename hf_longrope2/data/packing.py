@@ -1,7 +1,8 @@
 """Mixed-window packing for LongRoPE2 mid-training: document-masked short rows and continuous long rows.
 
 ```python
->>> from hf_longrope2.data.packing import SourceSpec, build_mixed_dataset, mixture_from_yaml
+>>> from hf_longrope2.data.mixture import SourceSpec, mixture_from_yaml
+>>> from hf_longrope2.data.packing import build_mixed_dataset
 >>> sources = [SourceSpec("data/books", weight=3.0), SourceSpec("builtin:pydoc")]  # or mixture_from_yaml(path)
 >>> rows, report = build_mixed_dataset(tokenizer, sources, original_window=8192, target_length=131072, seed=0)
 >>> rows.column_names
@@ -30,7 +31,7 @@ It scales to billions of tokens in two steps, and never holds all token ids at o
 
 [`pack_mixed_windows`] runs the same planner on in-memory documents and returns the rows as Python lists. The
 planner of step 1 lives in [`hf_longrope2.data.packing_plan`], the sources and their tokenisation in
-[`hf_longrope2.data.mixture`]; their public names are re-exported here.
+[`hf_longrope2.data.mixture`].
 """
 
 from __future__ import annotations
@@ -51,17 +52,12 @@ from ..losses import IGNORE_INDEX
 from ..utils.environment import cache_dir
 from .mixture import (
     CACHE_VERSION,
-    TEXT_BUILDERS,
-    TOKENIZE_BATCH,
-    TOKENIZED_BUILDERS,
     TOKENIZED_COLUMN,
-    UNITS,
     SourceSpec,
     _check_unique,
     _document_lengths,
     _filter_lengths,
     _source_key,
-    mixture_from_yaml,
     tokenize_source,
 )
 from .packing_plan import (
@@ -71,45 +67,22 @@ from .packing_plan import (
     DroppedDocument,
     PackingPlan,
     PackingReport,
-    PlanPiece,
     _check_settings,
     _mix,
     _mixture_drops,
     _padding,
     _plan,
-    mix_lengths,
-    mix_sources,
-    plan_mixed_windows,
 )
 
 __all__ = [
-    "CACHE_VERSION",
-    "DEFAULT_SOURCE",
-    "KINDS",
     "PLAN_COLUMNS",
     "ROW_BATCH_TOKENS",
     "ROW_COLUMNS",
-    "TEXT_BUILDERS",
-    "TOKENIZED_BUILDERS",
-    "TOKENIZED_COLUMN",
-    "TOKENIZE_BATCH",
-    "UNITS",
-    "Document",
-    "DroppedDocument",
     "PackedRow",
-    "PackingPlan",
-    "PackingReport",
     "Piece",
-    "PlanPiece",
-    "SourceSpec",
     "build_mixed_dataset",
     "materialise_plan",
-    "mix_lengths",
-    "mix_sources",
-    "mixture_from_yaml",
     "pack_mixed_windows",
-    "plan_mixed_windows",
-    "tokenize_source",
 ]
 
 logger = logging.getLogger(__name__)

@@ -13,8 +13,7 @@
 Step 1 of [`hf_longrope2.data.packing`]: the mixture, the packing and the `short_fraction` choice see one integer per
 document and produce a [`PackingPlan`] (rows of pieces ``(source, document index, start, length)`` followed by
 padding segments) and a [`PackingReport`] (what was kept, and every dropped or truncated document). Only numpy, no
-token ids: [`hf_longrope2.data.packing.materialise_plan`] writes the rows. Everything here is re-exported from
-[`hf_longrope2.data.packing`].
+token ids: [`hf_longrope2.data.packing.materialise_plan`] writes the rows.
 """
 
 from __future__ import annotations

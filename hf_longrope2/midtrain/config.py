@@ -52,7 +52,7 @@ class LongRoPE2Fields:
         default=None,
         metadata={
             "help": "YAML file listing data sources (dataset, weight, split, text_column, tokenized, ...); see "
-            "hf_longrope2.data.packing.SourceSpec"
+            "hf_longrope2.data.mixture.SourceSpec"
         },
     )
     short_fraction: float | None = field(

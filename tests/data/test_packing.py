@@ -18,17 +18,10 @@ import pytest
 import torch
 
 from hf_longrope2.data import mixture as sources
-from hf_longrope2.data import packing
-from hf_longrope2.data.packing import (
-    DroppedDocument,
-    PackedRow,
-    SourceSpec,
-    build_mixed_dataset,
-    mix_sources,
-    mixture_from_yaml,
-    pack_mixed_windows,
-    plan_mixed_windows,
-)
+from hf_longrope2.data import packing, packing_plan
+from hf_longrope2.data.mixture import SourceSpec, mixture_from_yaml
+from hf_longrope2.data.packing import PackedRow, build_mixed_dataset, pack_mixed_windows
+from hf_longrope2.data.packing_plan import DroppedDocument, mix_sources, plan_mixed_windows
 from hf_longrope2.data.texts import load_texts
 from hf_longrope2.losses import IGNORE_INDEX
 from hf_longrope2.modeling.windows import long_window_mask
@@ -47,7 +40,7 @@ def _docs(lengths: list[int], start: int = 0) -> list[list[int]]:
     return [[3 + (start + i * 7 + j) % 97 for j in range(n)] for i, n in enumerate(lengths)]
 
 
-def _pack(docs, window: int = 8, length: int = 32, **kwargs) -> tuple[list[PackedRow], packing.PackingReport]:
+def _pack(docs, window: int = 8, length: int = 32, **kwargs) -> tuple[list[PackedRow], packing_plan.PackingReport]:
     return pack_mixed_windows(docs, original_window=window, target_length=length, pad_token_id=PAD, **kwargs)
 
 
@@ -375,7 +368,7 @@ def test_mix_lengths_matches_mix_sources():
     per_source = {"a": _docs([random.Random(i).randint(0, 30) for i in range(300)]),
                   "b": _docs([random.Random(-i).randint(1, 30) for i in range(80)])}
     documents, dropped = mix_sources(per_source, {"a": 2.0, "b": 1.0}, seed=4)
-    kept, dropped_lengths = packing.mix_lengths({k: [len(d) for d in v] for k, v in per_source.items()},
+    kept, dropped_lengths = packing_plan.mix_lengths({k: [len(d) for d in v] for k, v in per_source.items()},
                                                 {"a": 2.0, "b": 1.0}, seed=4)
     assert sorted((d.source, d.index) for d in documents) == [(k, i) for k in "ab" for i in kept[k].tolist()]
     assert dropped_lengths == dropped
@@ -405,7 +398,7 @@ def test_build_matches_the_in_memory_packer_with_processes(tmp_path):
     settings = {"original_window": 4, "target_length": 16, "seed": 2, "short_fraction": 0.4, "max_document_tokens": 40}
     rows, report = build_mixed_dataset(char_tokenizer(), [spec], num_proc=2, **settings)
     assert len(rows.cache_files) == 2  # one shard per process
-    docs = packing.tokenize_source(char_tokenizer(), spec)[packing.TOKENIZED_COLUMN]
+    docs = sources.tokenize_source(char_tokenizer(), spec)[sources.TOKENIZED_COLUMN]
     expected, _ = pack_mixed_windows({"texts": docs}, pad_token_id=char_tokenizer().pad_token_id,
                                      **{k: v for k, v in settings.items()})
     random.Random(2).shuffle(expected)
@@ -455,18 +448,18 @@ def test_data_dir_is_passed_to_load_dataset(tmp_path, monkeypatch):
     spec = SourceSpec("bigcode/starcoderdata", data_dir="python", text_column="content", max_documents=3,
                       name="starcoder")
     assert [f.name for f in dataclasses.fields(SourceSpec)][-2:] == ["data_dir", "min_document_tokens"]
-    tokens = packing.tokenize_source(char_tokenizer(), spec)
+    tokens = sources.tokenize_source(char_tokenizer(), spec)
     assert calls == [("bigcode/starcoderdata", None, {"split": "train", "data_dir": "python"})]
     tokenizer = char_tokenizer()
-    assert tokens[packing.TOKENIZED_COLUMN] == [  # blank and missing texts skipped, as load_texts does
+    assert tokens[sources.TOKENIZED_COLUMN] == [  # blank and missing texts skipped, as load_texts does
         tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in texts[:5] if t and t.strip()]
     rows, report = build_mixed_dataset(tokenizer, [spec], original_window=16, target_length=64)
     assert report.input_documents == 3 and len(rows) > 0
     calls.clear()
-    packing.tokenize_source(tokenizer, SourceSpec("org/plain", text_column="content"))
+    sources.tokenize_source(tokenizer, SourceSpec("org/plain", text_column="content"))
     assert calls == [("org/plain", None, {"split": "train"})]  # no data_dir: not passed
     with pytest.raises(ValueError, match="data_dir applies to Hub datasets only"):
-        packing.tokenize_source(tokenizer, SourceSpec("builtin:pydoc", data_dir="python"))
+        sources.tokenize_source(tokenizer, SourceSpec("builtin:pydoc", data_dir="python"))
     with pytest.raises(ValueError, match="data_dir must be a non-empty string"):
         SourceSpec("org/x", data_dir="")
 
@@ -479,8 +472,8 @@ def test_local_jsonl_and_parquet_texts_are_read_through_datasets(tmp_path, monke
     for name in ("a.jsonl", "b.parquet"):
         for unit in ("document", "paragraph"):
             spec = SourceSpec(str(tmp_path / name), max_documents=3, unit=unit)
-            expected[name, unit] = packing.tokenize_source(char_tokenizer(), spec, use_cache=False)[
-                packing.TOKENIZED_COLUMN]
+            expected[name, unit] = sources.tokenize_source(char_tokenizer(), spec, use_cache=False)[
+                sources.TOKENIZED_COLUMN]
     texts = load_texts(str(tmp_path / "a.jsonl"), max_documents=3)
     assert texts == ["first doc", "second\n\nparagraph", "third"]
     monkeypatch.setattr(sources, "load_texts", lambda *a, **k: pytest.fail("local jsonl / parquet must not be a list"))
@@ -500,7 +493,7 @@ def test_planning_200k_documents_from_lengths_is_fast_and_small():
     sources = {"a": lengths(100_000), "b": lengths(100_000)}
 
     def plan():
-        kept, dropped = packing.mix_lengths(sources, {"a": 3.0, "b": 1.0}, seed=0)
+        kept, dropped = packing_plan.mix_lengths(sources, {"a": 3.0, "b": 1.0}, seed=0)
         return plan_mixed_windows({k: v[kept[k]] for k, v in sources.items()}, indices=kept, original_window=8192,
                                   target_length=131072, max_document_tokens=200_000, short_fraction=0.1,
                                   dropped=dropped)

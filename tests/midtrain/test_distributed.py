@@ -113,7 +113,8 @@ def _rows():
     """Packed mixed-window rows (short document-masked rows and long rows) for the tiny 32 -> 128 Llama."""
     import tempfile
 
-    from hf_longrope2.data.packing import SourceSpec, build_mixed_dataset
+    from hf_longrope2.data.mixture import SourceSpec
+    from hf_longrope2.data.packing import build_mixed_dataset
     from hf_longrope2.tiny.models import char_tokenizer
 
     with tempfile.TemporaryDirectory() as tmp:

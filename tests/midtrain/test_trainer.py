@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from hf_longrope2 import cli
-from hf_longrope2.data.packing import SourceSpec, build_mixed_dataset
+from hf_longrope2.data.mixture import SourceSpec
+from hf_longrope2.data.packing import build_mixed_dataset
 from hf_longrope2.midtrain.config import LongRoPE2SFTConfig, LongRoPE2TrainingArguments
 from hf_longrope2.midtrain.runner import checkpoints_dir
 from hf_longrope2.midtrain.trainer import LongRoPE2SFTTrainer, LongRoPE2Trainer

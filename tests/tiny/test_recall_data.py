@@ -68,7 +68,8 @@ def test_evaluation_template_and_keys_are_held_out_of_long_documents(docs):
 
 def test_written_corpus_is_a_pretokenized_mixture_source(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_LONGROPE2_CACHE", str(tmp_path / "cache"))
-    from hf_longrope2.data.packing import SourceSpec, build_mixed_dataset
+    from hf_longrope2.data.mixture import SourceSpec
+    from hf_longrope2.data.packing import build_mixed_dataset
 
     (tmp_path / "text").mkdir()
     (tmp_path / "text" / "a.txt").write_text(TEXT)
