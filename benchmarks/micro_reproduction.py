@@ -15,7 +15,7 @@ Per seed, every method extends the base to 8x its window (2048 tokens) and is ev
   ``short_fraction: 0``: the model never trains with the original RoPE on short documents).
 
 Every midtraining run has the same steps, batch, row length and data (the recall corpus of
-``hf_longrope2.recall_data``), so the same tokens, and every baseline has its own attention factor. The seed
+``hf_longrope2.tiny.recall_data``), so the same tokens, and every baseline has its own attention factor. The seed
 changes the search, the midtraining data and order, and the evaluation samples (so the deterministic methods
 vary only through the samples). Measures, mean and standard deviation over seeds:
 
@@ -42,7 +42,6 @@ from pathlib import Path
 
 from transformers import AutoConfig
 
-from hf_longrope2.atomic import write_json_atomically, write_text_atomically
 from hf_longrope2.demo import (
     DATASET,
     METHODS,
@@ -55,9 +54,10 @@ from hf_longrope2.demo import (
     midtrain_stage,
     search_stage,
 )
-from hf_longrope2.embedded import tiny_base_path
-from hf_longrope2.midtrain import checkpoints_dir
-from hf_longrope2.search import versions
+from hf_longrope2.midtrain.runner import checkpoints_dir
+from hf_longrope2.tiny.base import tiny_base_path
+from hf_longrope2.utils.atomic import write_json_atomically, write_text_atomically
+from hf_longrope2.utils.environment import versions
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAMES = ("original", "pi", "ntk", "yarn", "longrope2_search", "longrope2", "pi_midtrain", "ntk_midtrain",
@@ -79,10 +79,10 @@ def answer_nll(folder: Path, lengths: list[int], seed: int) -> dict[str, float]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from hf_longrope2.corpus import load_texts
+    from hf_longrope2.data.needles import KEYS, build_needle_sample
+    from hf_longrope2.data.texts import load_texts
+    from hf_longrope2.evaluation.niah import haystack_stream
     from hf_longrope2.losses import labelled_nll
-    from hf_longrope2.needles import KEYS, build_needle_sample
-    from hf_longrope2.niah import haystack_stream
 
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     tok = AutoTokenizer.from_pretrained(folder)
@@ -106,8 +106,8 @@ def niah_at(folder: Path, length: int, budget: Budget, seed: int) -> float:
     """NIAH exact match at one length (the evaluation's grid and scorer), e.g. of a midtraining checkpoint."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from hf_longrope2.corpus import load_texts
-    from hf_longrope2.niah import haystack_stream, niah_grid, score_niah
+    from hf_longrope2.data.texts import load_texts
+    from hf_longrope2.evaluation.niah import haystack_stream, niah_grid, score_niah
 
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     tok = AutoTokenizer.from_pretrained(folder)
@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                      "budget": budget.__dict__ | {"depths": list(budget.depths)}, "quick": args.quick,
                      "midtrain_tokens_per_run": budget.midtrain_steps * 2 * 8 * window,
                      "base": "hf_longrope2/tiny_base", "dataset": "builtin:pydoc (eval, search)",
-                     "midtrain_data": "hf_longrope2.recall_data: long recall documents of the target length and "
+                     "midtrain_data": "hf_longrope2.tiny.recall_data: long recall documents of the target length and "
                                       "short ones (<= window) over builtin:stdlib text, short_fraction 0.3 "
                                       "(long_only: 0), lr 3e-4 cosine; NIAH template, keys and pydoc held out",
                      "ruler_tasks": list(RULER_TASKS), "learning_curve_steps": list(CURVE_STEPS),

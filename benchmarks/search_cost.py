@@ -4,7 +4,7 @@
     python benchmarks/search_cost.py --help     # the settings that can be changed (defaults = the recorded run)
 
 Everything runs offline on the CPU in a temporary folder (``HF_LONGROPE2_CACHE`` points there too). The model
-is a tiny Llama (``hf_longrope2.testing.tiny_config("llama")``: 2 layers, hidden 64, rotary dim 16, the 100-symbol
+is a tiny Llama (``hf_longrope2.tiny.models.tiny_config("llama")``: 2 layers, hidden 64, rotary dim 16, the 100-symbol
 character tokenizer) with a 128-token window, trained for a few seconds on a synthetic corpus of pangrams and
 searched for 512 tokens: like a real LM and unlike a random one, its loss at the target length depends strongly
 on the factors (a random tiny model scores every candidate within a few percent, and exact early rejection
@@ -113,7 +113,7 @@ def train_tiny_model(
     import torch
     from transformers import LlamaForCausalLM
 
-    from hf_longrope2.testing import char_tokenizer, tiny_config
+    from hf_longrope2.tiny.models import char_tokenizer, tiny_config
 
     tokenizer = char_tokenizer()
     ids = torch.tensor(tokenizer("".join(texts), add_special_tokens=False)["input_ids"])
@@ -162,8 +162,9 @@ def forward_counts(model: Path, dataset: Path, work: Path, search: dict) -> dict
     """Run the reference schedule and ours in this process; count executed decoder forwards (sample rows)."""
     import torch
 
-    from hf_longrope2 import search as search_module
-    from hf_longrope2.search_space import Candidate
+    from hf_longrope2.cli.search import parse_args
+    from hf_longrope2.search import runner as search_module
+    from hf_longrope2.search.space import Candidate
 
     counter = {"rows": 0}
 
@@ -211,7 +212,7 @@ def forward_counts(model: Path, dataset: Path, work: Path, search: dict) -> dict
         ):
             started = time.perf_counter()
             with (work / f"forwards-{name}.log").open("w") as sink, redirect_stdout(sink), redirect_stderr(sink):
-                search_module.main(search_argv(model, dataset, out, search, *extra))
+                search_module.run(parse_args(search_argv(model, dataset, out, search, *extra)))
             total_seconds = time.perf_counter() - started
         log = read_log(out)
         runs[name] = {
@@ -267,7 +268,7 @@ def memory_worker(kind: str, settings: dict) -> dict:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from hf_longrope2 import factors
-    from hf_longrope2.extend import extend
+    from hf_longrope2.extension import extend
     from hf_longrope2.losses import IGNORE_INDEX, full_logits_nll, labelled_nll
 
     torch.set_num_threads(THREADS_PER_PROCESS)
@@ -488,7 +489,7 @@ def main(argv: list[str] | None = None) -> dict:
         import torch
         import transformers
 
-        from hf_longrope2.search import versions
+        from hf_longrope2.utils.environment import versions
 
         default_threads = torch.get_num_threads()
         transformers.logging.set_verbosity_error()
@@ -526,7 +527,7 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": {
             "search": search,
             "model": {
-                "config": "hf_longrope2.testing.tiny_config('llama') (2 layers, hidden 64, 4 heads, rotary dim 16) "
+                "config": "hf_longrope2.tiny.models.tiny_config('llama') (2 layers, hidden 64, 4 heads, rotary dim 16) "
                 "with max_position_embeddings = window, character tokenizer, trained at that window on the corpus",
                 **train,
                 **model_info,

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from hf_longrope2.atomic import write_json_atomically, write_text_atomically
+from hf_longrope2.utils.atomic import write_json_atomically, write_text_atomically
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -81,8 +81,8 @@ def build_models(work: Path, base: Path, target: int, midtrain_steps: int) -> di
 
 def prompts(tokenizer, lengths, seed: int = 0) -> dict[int, list[int]]:
     """Prompts of exactly `lengths` tokens cut from the held-out documentation text."""
-    from hf_longrope2.corpus import load_texts
-    from hf_longrope2.niah import haystack_stream
+    from hf_longrope2.data.texts import load_texts
+    from hf_longrope2.evaluation.niah import haystack_stream
 
     docs = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in load_texts(DATASET)]
     stream = haystack_stream(docs, tokenizer("\n\n", add_special_tokens=False)["input_ids"], max(lengths) * 2, seed)
@@ -119,7 +119,7 @@ def hf_greedy(model, prompt: list[int], new_tokens: int) -> dict:
 def force_long_factors(model) -> None:
     """Make every longrope2 rotary module of `model` use the long factors and ``long_mscale`` on every token,
     whatever the document's length: what vLLM and llama.cpp do when the context is set beyond the window."""
-    from hf_longrope2.rotary import LongRoPE2RotaryMixin
+    from hf_longrope2.modeling.rotary import LongRoPE2RotaryMixin
 
     for module in model.modules():
         if isinstance(module, LongRoPE2RotaryMixin):
@@ -396,9 +396,9 @@ def short_window_cost(models: dict[str, Path], documents: int, needles: int) -> 
     """Perplexity and NIAH at 1x per method: original RoPE inside the window vs long factors on every token."""
     from transformers import AutoTokenizer
 
-    from hf_longrope2.corpus import load_texts
-    from hf_longrope2.niah import haystack_stream, niah_grid, score_niah
-    from hf_longrope2.perplexity import perplexity, short_windows, tokenize_documents, window_nll
+    from hf_longrope2.data.texts import load_texts
+    from hf_longrope2.evaluation.niah import haystack_stream, niah_grid, score_niah
+    from hf_longrope2.evaluation.perplexity import perplexity, short_windows, tokenize_documents, window_nll
 
     tok = AutoTokenizer.from_pretrained(models["base"])
     window = json.loads((models["base"] / "config.json").read_text())["max_position_embeddings"]
@@ -492,8 +492,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     from transformers import AutoConfig
 
-    from hf_longrope2.embedded import tiny_base_path
-    from hf_longrope2.search import versions
+    from hf_longrope2.tiny.base import tiny_base_path
+    from hf_longrope2.utils.environment import versions
 
     started = time.perf_counter()
     work = Path(args.work_dir)

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from hf_longrope2.atomic import write_json_atomically
+from hf_longrope2.utils.atomic import write_json_atomically
 
 METHODS = ("original", "yarn_midtrain", "ntk_midtrain", "longrope2")
 OUTPUT = Path(__file__).resolve().parent / "results" / "smollm2-135m-32k.json"

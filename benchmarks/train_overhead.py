@@ -8,7 +8,7 @@ bf16 autocast). The model is a random Llama (4 layers, hidden 256, MLP 1024, 8 h
 embeddings, vocabulary 4,096 with a word-level tokenizer of placeholder tokens, SDPA attention), pre-trained window
 128, extended with YaRN factors (``hf_longrope2.factors.yarn``) to the row length by ``hf_longrope2.extend``. The
 rows are the package's own: random-token documents (88% of them 16-128 tokens, the rest 129 tokens to 3 rows long,
-so about a quarter of the tokens are short-window), packed by ``hf_longrope2.packing.pack_mixed_windows`` into
+so about a quarter of the tokens are short-window), packed by ``hf_longrope2.data.packing.pack_mixed_windows`` into
 short rows (document-masked, original RoPE) and long rows (rescaled RoPE), shuffled with a seed, with the columns
 ``input_ids``, ``labels``, ``seq_lengths`` (``position_ids`` and ``kind`` stay out, as the trainer drops them).
 
@@ -122,7 +122,7 @@ def build_model(target: int, seed: int) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from hf_longrope2 import factors
-    from hf_longrope2.extend import extend
+    from hf_longrope2.extension import extend
 
     m = MODEL
     config = LlamaConfig(
@@ -151,7 +151,7 @@ def make_rows(row_length: int, n_rows: int, seed: int, short_probability: float)
     """At least `n_rows` packed rows of random-token documents; returns (dataset, packing summary)."""
     import datasets
 
-    from hf_longrope2.packing import pack_mixed_windows
+    from hf_longrope2.data.packing import pack_mixed_windows
 
     window, vocab = MODEL["original"], MODEL["vocab_size"]
     rng = random.Random(seed)
@@ -199,7 +199,7 @@ def training_args(kind: str, output_dir: str, row_length: int, steps: int, check
         disable_tqdm=True,
     )
     if kind == "ours":
-        from hf_longrope2.trainer import LongRoPE2SFTConfig
+        from hf_longrope2.midtrain.trainer import LongRoPE2SFTConfig
 
         return LongRoPE2SFTConfig(**common, target_length=row_length)
     from trl import SFTConfig
@@ -287,7 +287,7 @@ def make_trainer(kind: str, model: Any, args: Any, rows: Any, peft_config: Any =
     timer = StepTimer()
     tokenizer = word_tokenizer(MODEL["vocab_size"])
     if kind == "ours":
-        from hf_longrope2.trainer import LongRoPE2SFTTrainer as Cls
+        from hf_longrope2.midtrain.trainer import LongRoPE2SFTTrainer as Cls
     else:
         from trl import SFTTrainer as Cls
     trainer = Cls(model=model, args=args, train_dataset=rows, processing_class=tokenizer, peft_config=peft_config,
@@ -488,7 +488,7 @@ def memory_worker(spec: dict) -> dict:
     if spec["lora"]:
         from trl import ModelConfig
 
-        from hf_longrope2.midtrain import peft_config_for
+        from hf_longrope2.midtrain.runner import peft_config_for
 
         extra = {"lora_dropout": spec["lora_dropout"]} if "lora_dropout" in spec else {}
         peft_config = peft_config_for(ModelConfig(use_peft=True, lora_r=s["lora_r"],

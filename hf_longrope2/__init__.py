@@ -8,24 +8,13 @@ longrope2 model classes with the Auto classes, so saved extended models load wit
 
 from __future__ import annotations
 
-from transformers import AutoConfig, AutoModelForCausalLM
-
 from . import factors
-from .configuration_longrope2 import CONFIG_CLASSES
-from .extend import extend
-from .modeling_longrope2 import ARCHITECTURES, SUPPORTED_MODEL_TYPES, architecture_for
-from .rope import ROPE_TYPE, register_rope_type
-from .rotary import set_sequence_shard
-from .serving import export_for_serving
-from .windows import SequenceShard, document_lengths, long_window_mask
-
-__version__ = "0.1.0"
-
-# Importing .rope (above) registered the rope type; here the classes join the Auto mappings.
-for _cls in CONFIG_CLASSES:
-    _arch = ARCHITECTURES[_cls.model_type]
-    AutoConfig.register(_cls.model_type, _cls, exist_ok=True)
-    AutoModelForCausalLM.register(_cls, _arch.model_class, exist_ok=True)
+from .extension import export_for_serving, extend, save_extended
+from .modeling import SUPPORTED_MODEL_TYPES, architecture_for  # importing it registers the classes
+from .modeling.rope import ROPE_TYPE, register_rope_type
+from .modeling.rotary import set_sequence_shard
+from .modeling.windows import SequenceShard, document_lengths, long_window_mask
+from .utils.environment import __version__
 
 __all__ = [
     "ROPE_TYPE",
@@ -38,6 +27,7 @@ __all__ = [
     "factors",
     "long_window_mask",
     "register_rope_type",
+    "save_extended",
     "set_sequence_shard",
     "__version__",
 ]

@@ -13,7 +13,7 @@ missing):
    Python's documentation (``hf-longrope2 search``): the search-only extended model;
 2. ``pi/``, ``ntk/``, ``yarn/``: the same base extended with the classic factor vectors, each with its own
    attention factor (``hf-longrope2 extend``);
-3. ``data/``: the midtraining corpus of [`hf_longrope2.recall_data`]: long documents of up to 2048 tokens whose
+3. ``data/``: the midtraining corpus of [`hf_longrope2.tiny.recall_data`]: long documents of up to 2048 tokens whose
    lookups reach far back, over the standard library's sources, and short ones replaying the base's
    pretraining rows;
 4. ``longrope2/``: mixed-context-window midtraining of the searched model on it (``hf-longrope2 midtrain``):
@@ -29,19 +29,39 @@ the window.
 
 from __future__ import annotations
 
+import json
 import shutil
-import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-METHODS = ("pi", "ntk", "yarn")
+import torch
+import yaml
+from transformers import AutoConfig, AutoTokenizer
+
+from .evaluation import EvalConfig
+from .evaluation import run as evaluate
+from .evaluation.report import summary_table
+from .extension import extend_pretrained
+from .factors import METHODS
+from .midtrain import MidtrainConfig
+from .midtrain import run as midtrain
+from .publish.cards import card_inputs, write_model_card
+from .search import SearchConfig
+from .search import run as search
+from .tiny.base import tiny_base_path
+from .tiny.recall_data import RecallCorpusSettings, write_recall_corpus
+from .utils.atomic import check_output_dir
+from .utils.loading import check_model_folder_loadable
+
 DATASET = "builtin:pydoc"  # needle haystacks and perplexity documents, never midtrained on
 
 
 @dataclass
-class DemoArguments:
+class DemoConfig:
+    """How the demo runs (see the module docstring)."""
+
     output_dir: str = field(default="longrope2-demo", metadata={"help": "Folder for every stage and the report"})
     quick: bool = field(default=False, metadata={"help": "A smaller run for CI (about 2 minutes on 2 cores)"})
     resume: bool = field(default=False, metadata={"help": "Keep finished stages of an earlier run in --output-dir"})
@@ -83,13 +103,11 @@ def midtrain_config(model: Path, output_dir: Path, target_length: int, steps: in
                     short_fraction: float = 0.3, learning_rate: float = 3e-4) -> dict:
     """The midtraining recipe of the demo (written next to its output as ``midtrain.yaml``).
 
-    The data is the recall corpus of [`hf_longrope2.recall_data`] in `data`: long documents of up to
+    The data is the recall corpus of [`hf_longrope2.tiny.recall_data`] in `data`: long documents of up to
     `target_length` tokens whose lookups reach far back (long-window rows), and short documents replaying the
     base's pretraining rows (short-window rows, original RoPE). No long document holds the evaluation's needle
     template or key vocabulary, and no document its text.
     """
-    import torch
-
     return {
         "model_name_or_path": str(model),
         "output_dir": str(output_dir),
@@ -119,24 +137,17 @@ def midtrain_config(model: Path, output_dir: Path, target_length: int, steps: in
 
 def data_stage(base: Path, out: Path, target: int, window: int, steps: int, seed: int, resume: bool) -> bool:
     """The recall corpus for midtraining (enough long and short documents for `steps` steps of 2 rows)."""
-    from transformers import AutoTokenizer
-
-    from .recall_data import RecallCorpusSettings, write_recall_corpus
-
     settings = RecallCorpusSettings(target_length=target, window=window, long_documents=2 * steps + 8,
                                     short_documents=8 * steps + 32, seed=seed)
 
-    def run() -> int:
+    def run() -> None:
         write_recall_corpus(AutoTokenizer.from_pretrained(base), out, settings, overwrite=True)
-        return 0
 
     return stage("midtraining data", out, resume, run, done_marker="settings.json")
 
 
 def is_complete(folder: Path, done_marker: str | None = None) -> bool:
     """True when `folder` holds a finished stage: its marker, a report, or a model whose weights are complete."""
-    from .loading import check_model_folder_loadable
-
     if done_marker:
         return (folder / done_marker).exists()
     if (folder / "report.json").is_file():
@@ -150,7 +161,7 @@ def is_complete(folder: Path, done_marker: str | None = None) -> bool:
     return True
 
 
-def stage(name: str, folder: Path, resume: bool, run, done_marker: str | None = None) -> bool:
+def stage(name: str, folder: Path, resume: bool, run: Callable[[], object], done_marker: str | None = None) -> bool:
     """Run one stage unless `resume` and its folder is complete (see [`is_complete`]); True when it ran."""
     if resume and is_complete(folder, done_marker):
         print(f"[demo] {name}: kept from the earlier run ({folder})")
@@ -160,9 +171,7 @@ def stage(name: str, folder: Path, resume: bool, run, done_marker: str | None = 
         shutil.rmtree(folder)
     started = time.perf_counter()
     print(f"[demo] {name} -> {folder}", flush=True)
-    code = run()
-    if code != 0:
-        raise ValueError(f"demo stage {name!r} failed with exit code {code}")
+    run()
     print(f"[demo] {name}: {time.perf_counter() - started:.0f} s", flush=True)
     return True
 
@@ -170,34 +179,23 @@ def stage(name: str, folder: Path, resume: bool, run, done_marker: str | None = 
 def search_stage(base: Path, target: int, out: Path, budget: Budget, seed: int, resume: bool,
                  objective: str = "needle") -> bool:
     """``hf-longrope2 search`` of the LongRoPE2 factors of `base` to `target` tokens into `out`."""
-    from . import search
-
-    return stage(f"search ({objective})", out, resume, lambda: search.main([
-        "--model", str(base), "--target-length", str(target), "--dataset", DATASET, "--output-dir", str(out),
-        "--population", str(budget.population), "--parents", str(max(2, budget.population // 2)),
-        "--iterations", str(budget.iterations), "--num-samples", str(budget.search_samples),
-        "--candidates-per-step", str(budget.population), "--seed", str(seed), "--objective", objective,
-        "--overwrite",
-    ]))
+    config = SearchConfig(
+        model=str(base), target_length=target, dataset=DATASET, output_dir=str(out), population=budget.population,
+        parents=max(2, budget.population // 2), iterations=budget.iterations, num_samples=budget.search_samples,
+        candidates_per_step=budget.population, seed=seed, objective=objective, overwrite=True,
+    )
+    return stage(f"search ({objective})", out, resume, lambda: search(config))
 
 
 def extend_stage(base: Path, method: str, target: int, out: Path, resume: bool) -> bool:
     """``hf-longrope2 extend`` of `base` with the `method` factor vector (pi, ntk or yarn)."""
-    from . import cli
-
-    return stage(method, out, resume, lambda: cli.main([
-        "extend", "--model", str(base), "--method", method, "--target-length", str(target), "--output-dir", str(out),
-        "--overwrite",
-    ]))
+    return stage(method, out, resume,
+                 lambda: extend_pretrained(str(base), out, target, method=method, overwrite=True))
 
 
 def midtrain_stage(model: Path, out: Path, target: int, steps: int, seed: int, resume: bool, data: Path,
                    short_fraction: float = 0.3, learning_rate: float = 3e-4, save_steps: int | None = None) -> bool:
     """``hf-longrope2 midtrain`` of the extended `model` into `out` (its recipe saved as ``out.yaml``)."""
-    import yaml
-
-    from . import midtrain
-
     recipe = midtrain_config(model, out, target, steps, seed, data, short_fraction, learning_rate)
     if save_steps:  # checkpoints (weights only) for a learning curve
         recipe.update(save_strategy="steps", save_steps=save_steps, save_only_model=True)
@@ -205,44 +203,33 @@ def midtrain_stage(model: Path, out: Path, target: int, steps: int, seed: int, r
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text(f"# hf-longrope2 midtrain --config {config.name}   (written by hf-longrope2 demo)\n"
                       + yaml.safe_dump(recipe))
-    return stage(f"midtrain {model.name} -> {out.name}", out, resume, lambda: midtrain.main(["--config", str(config)]))
+    return stage(f"midtrain {model.name} -> {out.name}", out, resume,
+                 lambda: midtrain(MidtrainConfig.from_dict(recipe)))
 
 
 def eval_stage(models: dict[str, Path], out: Path, lengths: Sequence[int], budget: Budget, seed: int,
                resume: bool, ruler_lengths: Sequence[int] | None = None, ruler_tasks: Sequence[str] | None = None
                ) -> bool:
     """``hf-longrope2 eval`` of `models` (base first) into `out`."""
-    from . import evaluate
-
-    argv = ["--output-dir", str(out), "--lengths", *map(str, lengths), "--depths", *map(str, budget.depths),
-            "--needles-per-cell", str(budget.needles), "--ppl-documents", str(budget.ppl_documents),
-            "--dataset", DATASET, "--seed", str(seed), "--overwrite"]
+    ruler: dict = {"ruler_tasks": []}
     if budget.ruler_samples:
-        argv += ["--ruler-samples", str(budget.ruler_samples), "--ruler-lengths",
-                 *map(str, lengths[1:] if ruler_lengths is None else ruler_lengths)]
+        ruler = {"ruler_samples": budget.ruler_samples,
+                 "ruler_lengths": list(lengths[1:] if ruler_lengths is None else ruler_lengths)}
         if ruler_tasks:
-            argv += ["--ruler-tasks", *ruler_tasks]
-    else:
-        argv += ["--ruler-tasks", "none"]
-    if resume and Path(f"{out}.eval-state").exists():
-        argv.append("--resume")  # an interrupted evaluation continues from its finished cells
-    for name, path in models.items():
-        argv += ["--model", str(path), "--name", name]
-    return stage("evaluate", out, resume, lambda: evaluate.main(argv))
+            ruler["ruler_tasks"] = list(ruler_tasks)
+    config = EvalConfig(
+        model=[str(path) for path in models.values()], name=list(models), output_dir=str(out), lengths=list(lengths),
+        depths=list(budget.depths), needles_per_cell=budget.needles, ppl_documents=budget.ppl_documents,
+        dataset=DATASET, seed=seed, overwrite=True,
+        resume=resume and Path(f"{out}.eval-state").exists(),  # an interrupted evaluation continues from its cells
+        **ruler,
+    )
+    return stage("evaluate", out, resume, lambda: evaluate(config))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``hf-longrope2 demo``."""
-    import json
-
-    from transformers import AutoConfig
-
-    from .arguments import parse_dataclass
-    from .atomic import check_output_dir
-    from .embedded import tiny_base_path
-
-    args = parse_dataclass(DemoArguments, sys.argv[1:] if argv is None else argv, "hf-longrope2 demo",
-                               "LongRoPE2 end to end on the embedded tiny base model.")
+def run(config: DemoConfig) -> Path:
+    """Run every stage (see the module docstring) into ``config.output_dir``; returns the extended model's folder."""
+    args = config
     budget = QUICK if args.quick else FULL
     out = Path(args.output_dir)
     if not args.resume:
@@ -266,12 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ran = eval_stage(models, out / "report", lengths, budget, args.seed + 1, args.resume)
     report = json.loads((out / "report" / "report.json").read_text())
     if not ran:
-        from .report import summary_table
-
         print(summary_table(report))
-    from .cards import card_inputs, write_model_card
-
     write_model_card(out / "longrope2", **card_inputs(out / "longrope2"), report=report, report_model="longrope2")
     print(f"[demo] done in {time.perf_counter() - started:.0f} s: extended model {out / 'longrope2'}, "
           f"report {out / 'report' / 'report.md'}")
-    return 0
+    return out / "longrope2"

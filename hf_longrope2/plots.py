@@ -14,19 +14,22 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
+
+from .utils.atomic import atomic_path
+
 
 def _pyplot():
+    # start-up: matplotlib takes about a second to import; only runs that draw a figure pay for it
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after use("Agg"): headless
 
     return plt
 
 
 def _save(fig, path: str | Path) -> Path:
-    from .atomic import atomic_path
-
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, bbox_inches="tight")
     _pyplot().close(fig)
@@ -83,8 +86,6 @@ def plot_niah_heatmap(
         grid: ``{length: {depth: accuracy in 0..1}}`` with string keys, as in ``report.json``.
         original_window: Marks the lengths beyond the pre-training window with a line.
     """
-    import numpy as np
-
     plt = _pyplot()
     lengths = sorted(grid, key=int)
     depths = sorted({d for row in grid.values() for d in row}, key=float)

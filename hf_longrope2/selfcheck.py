@@ -16,21 +16,31 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .atomic import write_json_atomically
-from .testing import MODEL_TYPES, ORIGINAL, VOCAB, extended_pair, greedy_generate, load_in_isolation, longrope_reference
+from .tiny.models import (
+    MODEL_TYPES,
+    ORIGINAL,
+    VOCAB,
+    extended_pair,
+    greedy_generate,
+    load_in_isolation,
+    longrope_reference,
+)
+from .utils.atomic import write_json_atomically
+from .utils.environment import __version__
 
 TOLERANCES = {"short": 0.0, "long_vs_longrope": 1e-5, "packed": 2e-5, "generate": 1e-4, "reload": 0.0}
 
 
 @dataclass
-class CheckArguments:
+class CheckConfig:
+    """Which architectures to check (see the module docstring)."""
+
     model_types: list[str] = field(
         default_factory=lambda: list(MODEL_TYPES), metadata={"help": "Architectures to check"}
     )
@@ -97,10 +107,10 @@ def check_reloads(results: dict, workdir: Path) -> None:
         out["ok"] = out["generate_same_tokens"] and all(out[k] <= tol for k, tol in TOLERANCES.items())
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from .arguments import parse_dataclass
-
-    args = parse_dataclass(CheckArguments, argv or [], "hf-longrope2 check", __doc__.splitlines()[0])
+def run(config: CheckConfig) -> dict:
+    """Check every architecture of `config`, print the table, write ``check.json`` when asked; returns the results
+    (``results[model_type]["ok"]`` says whether it passed)."""
+    args = config
     start = time.perf_counter()
     results = {}
     with tempfile.TemporaryDirectory(prefix="hf-longrope2-check-") as tmp:
@@ -121,8 +131,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nmax |logit difference| per check; tolerances {TOLERANCES}; {elapsed:.1f} s")
     print("all checks passed" if not failed else f"FAILED: {failed}")
     if args.output_dir:
-        from . import __version__
-
         out = Path(args.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         report = {
@@ -133,4 +141,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             "results": results,
         }
         write_json_atomically(out / "check.json", report, indent=2)
-    return 1 if failed else 0
+    return results

@@ -13,10 +13,12 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from hf_longrope2 import cli
-from hf_longrope2.embedded import TINY_BASE, tiny_base_path
-from hf_longrope2.testing import load_in_isolation
+from hf_longrope2.publish.cards import TEMPLATE
+from hf_longrope2.tiny.base import TINY_BASE, tiny_base_path
+from hf_longrope2.tiny.models import load_in_isolation
 
 NAMES = ["original", "pi", "ntk", "yarn", "longrope2_search", "longrope2"]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_embedded_base_is_small_documented_and_passes_its_gate():
@@ -51,12 +53,23 @@ def test_the_embedded_base_has_the_rope_geometry_of_a_real_llm():
 
 
 def test_missing_embedded_model_says_what_to_do(monkeypatch, tmp_path):
-    import hf_longrope2.embedded as embedded
+    import hf_longrope2.tiny.base as embedded
 
     monkeypatch.setattr(embedded, "TINY_BASE", tmp_path)
     with pytest.raises(FileNotFoundError, match="recipes/pretrain_tiny.py"):
         embedded.tiny_base_path()
-    assert TINY_BASE.name == "tiny_base"
+
+
+def test_package_data_ships_the_embedded_base_and_the_card_template():
+    """pyproject's package-data globs select every file of the embedded base and the model-card template."""
+    tomllib = pytest.importorskip("tomllib")
+    package_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = {TINY_BASE.parent: [p for p in TINY_BASE.rglob("*") if p.is_file()], TEMPLATE.parent: [TEMPLATE]}
+    assert all(files for files in shipped.values())
+    for folder, files in shipped.items():
+        package = ".".join(folder.relative_to(ROOT).parts)
+        selected = {p for pattern in package_data.get(package, []) for p in folder.glob(pattern)}
+        assert set(files) <= selected, (package, sorted(str(f) for f in set(files) - selected))
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +79,7 @@ def demo(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # the demo fixture: about 2 minutes
 def test_quick_demo_writes_the_report_and_a_loadable_extended_model(demo, tmp_path):
     report = json.loads((demo / "report" / "report.json").read_text())
     assert list(report["models"]) == NAMES
@@ -91,6 +105,7 @@ def test_quick_demo_writes_the_report_and_a_loadable_extended_model(demo, tmp_pa
     assert all(short[n] == pytest.approx(short["original"], rel=1e-6) for n in NAMES[:5])
 
 
+@pytest.mark.slow
 def test_demo_resume_keeps_finished_stages(demo, capsys):
     before = (demo / "report" / "report.json").read_text()
     assert cli.main(["demo", "--quick", "--output-dir", str(demo), "--resume"]) == 0
@@ -99,6 +114,7 @@ def test_demo_resume_keeps_finished_stages(demo, capsys):
     assert (demo / "report" / "report.json").read_text() == before
 
 
+@pytest.mark.slow
 def test_demo_refuses_a_used_folder(demo, capsys):
     assert cli.main(["demo", "--quick", "--output-dir", str(demo)]) == 2
     assert "--overwrite" in capsys.readouterr().err

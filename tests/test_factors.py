@@ -126,8 +126,8 @@ def test_baseline_logits_equal_transformers_own_rope_type(method, model_type):
     """`extend(**factors.baseline(m, ...))` on a long input gives the logits of transformers' linear / dynamic / yarn
     model with the same weights: factors *and* attention factor (a wrong attention factor moves them by > 1e-2)."""
     import hf_longrope2
-    from hf_longrope2.modeling_longrope2 import architecture_for
-    from hf_longrope2.testing import ORIGINAL, TARGET, VOCAB, rotary_dim, tiny_config, tiny_model
+    from hf_longrope2.modeling.modeling_longrope2 import architecture_for
+    from hf_longrope2.tiny.models import ORIGINAL, TARGET, VOCAB, rotary_dim, tiny_config, tiny_model
 
     scale = TARGET / ORIGINAL
     ext = tiny_model(model_type)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from hf_longrope2.losses import IGNORE_INDEX, full_logits_nll, labelled_nll, token_nll
-from hf_longrope2.testing import VOCAB, extended_pair
+from hf_longrope2.tiny.models import VOCAB, extended_pair
 
 
 def _labels(ids: torch.Tensor) -> torch.Tensor:

@@ -20,20 +20,13 @@ CPU_OVERRIDES = {"bf16": "false", "fp16": "false", "use_cpu": "true"}  # GPU rec
 
 
 def _parse(path: Path) -> list:
-    if path.name == "search.yaml":
-        from hf_longrope2.arguments import parse_dataclass
-        from hf_longrope2.search import SearchArguments
+    """The recipe parsed by its verb's own parser (what ``hf-longrope2 <verb> --config path`` runs on)."""
+    from hf_longrope2 import cli
 
-        return [parse_dataclass(SearchArguments, ["--config", str(path)], "test", "")]
-    if path.name == "evaluate.yaml":
-        from hf_longrope2.arguments import parse_dataclass
-        from hf_longrope2.evaluate import EvalArguments
-
-        return [parse_dataclass(EvalArguments, ["--config", str(path)], "test", "")]
-    from hf_longrope2.midtrain import parse_args
-
-    overrides = [x for key, value in CPU_OVERRIDES.items() for x in (f"--{key}", value)]
-    return list(parse_args(["--config", str(path), *overrides]))
+    verb = {"search.yaml": "search", "evaluate.yaml": "eval", "midtrain.yaml": "midtrain"}[path.name]
+    overrides = [x for key, value in CPU_OVERRIDES.items() for x in (f"--{key}", value)] if verb == "midtrain" else []
+    parsed = cli.verb(verb).parse_args(["--config", str(path), *overrides])
+    return list(parsed) if isinstance(parsed, tuple) else [parsed]
 
 
 @pytest.mark.parametrize("path", _yamls(), ids=lambda p: f"{p.parent.name}/{p.name}")

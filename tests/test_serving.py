@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from hf_longrope2 import cli
-from hf_longrope2.embedded import tiny_base_path
+from hf_longrope2.tiny.base import tiny_base_path
 
 pytestmark = pytest.mark.slow
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"

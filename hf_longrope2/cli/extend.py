@@ -1,0 +1,76 @@
+"""``hf-longrope2 extend``: extend a model with a factor vector and save a folder that loads anywhere.
+
+```bash
+hf-longrope2 extend --model HuggingFaceTB/SmolLM2-135M --method yarn --target-length 32768 --output-dir smollm2-32k
+hf-longrope2 extend --model HuggingFaceTB/SmolLM2-135M --factors-file factors.json --target-length 32768 --output-dir out
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..extension import extend_pretrained
+from ..factors import METHODS
+from ..modeling.modeling_longrope2 import longrope2_parameters
+from ..utils.arguments import Parser, parse_dataclasses
+from ..utils.arguments import make_parser as make_dataclass_parser
+from ..utils.environment import DTYPES
+from . import epilog
+
+
+@dataclass
+class ExtendArguments:
+    model: str = field(default="", metadata={"help": "Model folder or Hub id of a supported causal LM (required)"})
+    output_dir: str = field(
+        default="", metadata={"help": "Folder to write the extended model to (required, must not exist or be empty)"}
+    )
+    target_length: int = field(
+        default=0, metadata={"help": "Target context length (max_position_embeddings) in tokens (required)"}
+    )
+    method: str = field(
+        default="yarn", metadata={"help": f"Factor vector: one of {METHODS}; ignored with --factors-file"}
+    )
+    factors_file: str | None = field(
+        default=None, metadata={"help": "JSON file with 'long_factor' (and optional 'critical_dim', 'long_mscale')"}
+    )
+    original_length: int | None = field(
+        default=None, metadata={"help": "Pre-training window; default: the model's current window"}
+    )
+    dtype: str = field(default="auto", metadata={"help": "Weights dtype: auto, float32, bfloat16 or float16"})
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
+
+    def __post_init__(self) -> None:
+        for name in ("model", "output_dir"):
+            if not getattr(self, name):
+                raise ValueError(f"--{name.replace('_', '-')} is required")
+        if self.target_length <= 0:
+            raise ValueError(f"--target-length must be a positive number of tokens, got {self.target_length}")
+        if self.method not in METHODS:
+            raise ValueError(f"--method must be one of {METHODS}, got {self.method!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+
+
+def make_parser() -> Parser:
+    return make_dataclass_parser((ExtendArguments,), "hf-longrope2 extend",
+                                 "Extend a model with a factor vector and save it.", epilog("extension"))
+
+
+def parse_args(argv: Sequence[str]) -> ExtendArguments:
+    return parse_dataclasses((ExtendArguments,), argv, parser=make_parser())[0]
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    model = extend_pretrained(args.model, args.output_dir, args.target_length, method=args.method,
+                              factors_file=args.factors_file, original_length=args.original_length, dtype=args.dtype,
+                              overwrite=args.overwrite)
+    params = longrope2_parameters(model.config)
+    print(
+        f"extended {args.model} from {params['original_max_position_embeddings']} to {model.config.max_position_embeddings} "
+        f"tokens (long_mscale {params['long_mscale']:.4f}) -> {Path(args.output_dir)}"
+    )
+    return 0

@@ -1,0 +1,89 @@
+"""``hf-longrope2 factors``: print a PI / NTK / YaRN factor vector and the critical dimensions as JSON.
+
+```bash
+hf-longrope2 factors --model HuggingFaceTB/SmolLM2-135M --method yarn --target-length 32768
+hf-longrope2 factors --method ntk --rotary-dim 128 --rope-theta 500000 --original-length 8192 --target-length 131072
+```
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from transformers import AutoConfig
+
+from .. import factors
+from ..factors import METHODS
+from ..modeling.modeling_longrope2 import longrope2_parameters
+from ..modeling.rope import rotary_dim_of
+from ..utils.arguments import Parser, parse_dataclasses
+from ..utils.arguments import make_parser as make_dataclass_parser
+from ..utils.loading import model_source
+from . import epilog
+
+
+@dataclass
+class FactorsArguments:
+    method: str = field(default="yarn", metadata={"help": f"Baseline factor vector: one of {METHODS}"})
+    target_length: int = field(default=0, metadata={"help": "Target context length in tokens (required)"})
+    model: str | None = field(
+        default=None, metadata={"help": "Model folder or Hub id to read head_dim, rope_theta and window from"}
+    )
+    rotary_dim: int | None = field(default=None, metadata={"help": "Rotary dimension (instead of --model)"})
+    rope_theta: float | None = field(default=None, metadata={"help": "RoPE base (instead of --model)"})
+    original_length: int | None = field(default=None, metadata={"help": "Pre-training window (instead of --model)"})
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"--method must be one of {METHODS}, got {self.method!r}")
+        if self.target_length <= 0:
+            raise ValueError(f"--target-length must be a positive number of tokens, got {self.target_length}")
+        if self.rope_theta is not None and not (math.isfinite(self.rope_theta) and self.rope_theta > 1):
+            raise ValueError(f"--rope-theta must be a finite number > 1, got {self.rope_theta}")
+        if self.rotary_dim is not None and (self.rotary_dim < 2 or self.rotary_dim % 2):
+            raise ValueError(f"--rotary-dim must be an even number >= 2, got {self.rotary_dim}")
+        if self.original_length is not None and self.original_length < 1:
+            raise ValueError(f"--original-length must be a positive number of tokens, got {self.original_length}")
+
+
+def _rope_geometry(args: FactorsArguments) -> tuple[int, float, int]:
+    if args.model is not None:
+        config = AutoConfig.from_pretrained(model_source(args.model, weights=False))
+        params = longrope2_parameters(config)
+        original = params.get("original_max_position_embeddings", config.max_position_embeddings)
+        return rotary_dim_of(config, params), float(params["rope_theta"]), int(original)
+    missing = [n for n in ("rotary_dim", "rope_theta", "original_length") if getattr(args, n) is None]
+    if missing:
+        raise ValueError(f"pass --model, or all of --rotary-dim --rope-theta --original-length (missing: {missing})")
+    return args.rotary_dim, args.rope_theta, args.original_length
+
+
+def make_parser() -> Parser:
+    return make_dataclass_parser((FactorsArguments,), "hf-longrope2 factors", "Print a baseline factor vector as JSON.",
+                                 epilog("extension"))
+
+
+def parse_args(argv: Sequence[str]) -> FactorsArguments:
+    return parse_dataclasses((FactorsArguments,), argv, parser=make_parser())[0]
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    dim, theta, original = _rope_geometry(args)
+    if args.target_length <= original:
+        raise ValueError(f"--target-length ({args.target_length}) must exceed the original window ({original})")
+    out = {
+        "method": args.method,
+        "rotary_dim": dim,
+        "rope_theta": theta,
+        "original_max_position_embeddings": original,
+        "max_position_embeddings": args.target_length,
+        "critical_dim": factors.critical_dimension(dim, theta, original),
+        "ten_period_dim": factors.ten_period_dimension(dim, theta, original),
+        **factors.baseline(args.method, dim, theta, original, args.target_length),
+    }
+    print(json.dumps(out, indent=2, allow_nan=False))
+    return 0

@@ -1,0 +1,118 @@
+"""Settings of ``hf-longrope2 eval``: one dataclass, every field a flag (``--help``) and a YAML key.
+
+```python
+>>> from hf_longrope2.evaluation import EvalConfig, run
+>>> run(EvalConfig(model=["base", "extended"], lengths=[4096, 8192, 16384, 32768], output_dir="report"))
+```
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..utils.environment import DTYPES
+from .ruler import RULER_TASKS
+
+NONE = "none"
+
+
+def _all_ruler_tasks() -> list[str]:
+    return list(RULER_TASKS)
+
+
+@dataclass
+class EvalConfig:
+    """What to measure on which models; checked once, here (see [`~hf_longrope2.evaluation.run`])."""
+
+    model: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Model folders or Hub ids, base model first (--model A --model B or --model A B)"},
+    )
+    name: list[str] = field(default_factory=list, metadata={"help": "Display names, one per --model (default: folder names)"})
+    output_dir: str = field(default="", metadata={"help": "Folder for report.json, report.md and PNGs (required; new)"})
+    lengths: list[int] = field(
+        default_factory=list, metadata={"help": "NIAH lengths in tokens; default: 1, 2, 4, 8 x the first model's window"}
+    )
+    depths: list[float] = field(
+        default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], metadata={"help": "Needle depths (0 = start, 1 = end)"}
+    )
+    needles_per_cell: int = field(default=4, metadata={"help": "NIAH samples per (length, depth) cell"})
+    ppl_lengths: list[int] = field(default_factory=list, metadata={"help": "Perplexity lengths; default: --lengths"})
+    ppl_documents: int = field(default=4, metadata={"help": "Documents per perplexity length (the first L tokens each)"})
+    short_windows: int = field(default=8, metadata={"help": "Windows of the original length for the retention ppl"})
+    ruler_tasks: list[str] = field(
+        default_factory=_all_ruler_tasks, metadata={"help": "RULER-style tasks, or 'none' (default: all)"}
+    )
+    ruler_lengths: list[int] = field(default_factory=list, metadata={"help": "RULER lengths; default: --lengths"})
+    ruler_samples: int = field(default=2, metadata={"help": "Samples per (task, length) cell"})
+    lm_eval_tasks: list[str] = field(
+        default_factory=list, metadata={"help": "lm-eval tasks (e.g. mmlu hellaswag gsm8k ruler); needs lm-eval"}
+    )
+    lm_eval_limit: float | None = field(default=None, metadata={"help": "lm-eval --limit (examples per task)"})
+    lm_eval_num_fewshot: int | None = field(default=None, metadata={"help": "lm-eval few-shot examples"})
+    lm_eval_include_path: str | None = field(default=None, metadata={"help": "Folder of extra lm-eval task YAMLs"})
+    lm_eval_max_seq_lengths: list[int] = field(
+        default_factory=list, metadata={"help": "Lengths for lm-eval's RULER tasks (metadata max_seq_lengths)"}
+    )
+    dataset: str = field(
+        default="builtin:pydoc",
+        metadata={
+            "help": "Haystack and documents: Hub dataset id, local .txt/.md/.jsonl/.json/.parquet file or folder, "
+            "or builtin:pydoc / builtin:stdlib (offline, the default)"
+        },
+    )
+    ppl_dataset: str | None = field(
+        default=None,
+        metadata={"help": "Documents for perplexity and retention, if not --dataset (e.g. builtin:stdlib: long files)"},
+    )
+    dataset_split: str = field(default="validation", metadata={"help": "Split of a Hub dataset"})
+    dataset_config: str | None = field(default=None, metadata={"help": "Config name of a Hub dataset"})
+    text_column: str = field(default="text", metadata={"help": "Column holding the text (Hub, jsonl, json, parquet)"})
+    max_documents: int = field(default=1000, metadata={"help": "Read at most this many documents"})
+    dtype: str = field(default="auto", metadata={"help": f"One of {DTYPES}; auto = bfloat16 on GPU, float32 on CPU"})
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "sdpa, flash_attention_2, eager, ...; default: the model's default"}
+    )
+    device: str = field(default="auto", metadata={"help": "cuda, cpu, cuda:1, ...; auto = cuda when available"})
+    batch_size: int = field(default=1, metadata={"help": "Rows per forward pass (NIAH rows of one length batch)"})
+    seed: int = field(default=0, metadata={"help": "Seed of the samples"})
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
+    resume: bool = field(default=False, metadata={"help": "Continue from OUTPUT_DIR.eval-state"})
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("--model is required (one or more model folders or Hub ids, the base model first)")
+        if not self.output_dir:
+            raise ValueError("--output-dir is required")
+        if self.name and len(self.name) != len(self.model):
+            raise ValueError(f"--name needs one name per --model: {len(self.name)} names for {len(self.model)} models")
+        names = self.names
+        if len(set(names)) != len(names):
+            raise ValueError(f"model names must be unique, got {names}; pass --name")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if [t.lower() for t in self.ruler_tasks] == [NONE]:
+            self.ruler_tasks = []
+        unknown = sorted(set(self.ruler_tasks) - set(_all_ruler_tasks()))
+        if unknown:
+            raise ValueError(f"--ruler-tasks: unknown {unknown}; accepted: {_all_ruler_tasks()} or 'none'")
+        for key in ("needles_per_cell", "ppl_documents", "short_windows", "ruler_samples", "batch_size", "max_documents"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(self, key)}")
+        for key in ("lengths", "ppl_lengths", "ruler_lengths"):
+            bad = [x for x in getattr(self, key) if x < 16]
+            if bad:
+                raise ValueError(f"--{key.replace('_', '-')} must be token counts >= 16, got {bad}")
+        bad_depths = [d for d in self.depths if not 0.0 <= d <= 1.0]
+        if bad_depths or not self.depths:
+            raise ValueError(f"--depths must be fractions in [0, 1], got {self.depths}")
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.name) or [Path(m.rstrip("/")).name or m for m in self.model]
+
+    @property
+    def state_dir(self) -> Path:
+        out = Path(self.output_dir)
+        return out.with_name(out.name + ".eval-state")

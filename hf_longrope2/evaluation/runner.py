@@ -1,0 +1,176 @@
+"""Running an evaluation: every model on the same samples, cell by cell, resumable (``hf-longrope2 eval``).
+
+```python
+>>> from hf_longrope2.evaluation import EvalConfig, run
+>>> report = run(EvalConfig(model=["base", "extended"], lengths=[4096, 8192], output_dir="report"))
+```
+
+The output folder gets ``report.json`` (every number, the settings, versions), ``report.md`` (tables) and PNGs
+(a NIAH heatmap per model, accuracy / perplexity / RULER scores vs length), written at once at the end.
+Finished cells are kept in ``OUTPUT_DIR.eval-state/`` as the run goes; ``resume`` continues an interrupted
+run there. One progress bar counts the cells of every model.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from ..data.needles import tokenizer_fingerprint
+from ..data.texts import load_texts
+from ..extension import original_window
+from ..modeling.modeling_longrope2 import longrope2_parameters
+from ..utils.atomic import check_output_dir, save_atomically, write_json_atomically
+from ..utils.environment import torch_dtype
+from ..utils.loading import model_source, read_json
+from .config import EvalConfig
+from .plan import EvalPlan
+from .report import assemble, summary_table, write_report
+
+
+def rope_type(config) -> str:
+    """The rope type of a model config (``default`` when it has none)."""
+    return str(longrope2_parameters(config).get("rope_type", "default"))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_model(path: str, args: EvalConfig, device: torch.device):
+    """`path` as an eval-mode causal LM in the chosen dtype and attention implementation, on `device`."""
+    kwargs = {"dtype": torch_dtype(args.dtype, device)}
+    if args.attn_implementation:
+        kwargs["attn_implementation"] = args.attn_implementation
+    return AutoModelForCausalLM.from_pretrained(path, **kwargs).to(device).eval()
+
+
+@dataclass
+class ModelSpec:
+    """A model to evaluate: its display name, where it comes from, and how to build it (loaded lazily)."""
+
+    name: str
+    path: str
+    load: Callable[[], torch.nn.Module]
+    config: Any = None  # default: AutoConfig of `path`
+
+
+def evaluate_models(
+    specs: Sequence[ModelSpec], tokenizer, args: EvalConfig, state: dict | None = None, save_state=None
+) -> dict:
+    """Score every model of `specs` on the same samples and return the report (see the module docstring).
+
+    Args:
+        specs: The models, base first (its short-window perplexity is the retention reference).
+        tokenizer: Shared by every model.
+        args: What to measure.
+        state: Finished cells from an earlier run (``{"cells": {model: {cell: result}}}``), updated in place.
+        save_state: Called with `state` after every finished cell (for ``--resume``).
+    """
+    started = time.perf_counter()
+    configs = {s.name: s.config if s.config is not None else AutoConfig.from_pretrained(s.path) for s in specs}
+    window = original_window(configs[specs[0].name])
+    def read(dataset: str) -> list[str]:
+        return load_texts(dataset, split=args.dataset_split, text_column=args.text_column,
+                          config_name=args.dataset_config, max_documents=args.max_documents)
+
+    texts = read(args.dataset)
+    plan = EvalPlan.build(tokenizer, texts, args, window, read(args.ppl_dataset) if args.ppl_dataset else None)
+    state = state if state is not None else {}
+    cells = state.setdefault("cells", {})
+    total = len(specs) * plan.cells_per_model
+    done = sum(len(cells.get(s.name, {})) for s in specs)
+    bar = tqdm(total=total, initial=done, desc="eval", unit="cell", dynamic_ncols=True)
+    models = {}
+    for spec in specs:
+        finished = cells.setdefault(spec.name, {})
+        config = configs[spec.name]
+        models[spec.name] = {
+            "path": spec.path,
+            "original_window": original_window(config),
+            "max_position_embeddings": int(config.max_position_embeddings),
+            "rope_type": rope_type(config),
+        }
+        if len(finished) < plan.cells_per_model:
+            bar.set_postfix_str(spec.name)
+            model = spec.load()
+
+            def record(key: str, value, finished=finished) -> None:
+                finished[key] = value
+                bar.update(1)
+                if save_state is not None:
+                    save_state(state)
+
+            plan.run(model, tokenizer, finished, record, args)
+            del model
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    bar.close()
+    return assemble(args, plan, models, cells, time.perf_counter() - started)
+
+
+def run(config: EvalConfig) -> dict:
+    """Evaluate ``config.model`` side by side and write the report folder ``config.output_dir``.
+
+    The entry point of ``hf-longrope2 eval`` and ``recipes/evaluate.py`` (see the package docstring).
+
+    Returns:
+        `dict`: the report (what ``report.json`` holds).
+    """
+    args = config
+    check_output_dir(args.output_dir, args.overwrite)
+    state_file = args.state_dir / "state.json"
+    settings = json.loads(json.dumps(asdict(args), default=str))
+    for key in ("overwrite", "resume"):
+        settings.pop(key)
+    if args.resume:
+        if not state_file.exists():
+            raise FileNotFoundError(f"--resume: no evaluation state at {state_file}")
+        state = read_json(state_file, "--resume: the evaluation state")
+        if not isinstance(state, dict) or not isinstance(state.get("cells"), dict):
+            raise ValueError(f"--resume: {state_file} is not an evaluation state (no 'cells'); delete "
+                             f"{args.state_dir} and rerun without --resume")
+        if state.get("settings") != settings:
+            raise ValueError(f"--resume: the settings differ from the interrupted run's ({state_file}); rerun without it")
+    else:
+        if state_file.exists():
+            raise FileExistsError(
+                f"an earlier evaluation left its state in {args.state_dir}; pass --resume to continue it, or delete it"
+            )
+        state = {"settings": settings, "cells": {}}
+    args = replace(args, model=[model_source(path) for path in args.model])  # every model checked before any work
+    tokenizer = AutoTokenizer.from_pretrained(args.model[0])
+    reference = tokenizer_fingerprint(tokenizer)
+    for path in args.model[1:]:
+        other = AutoTokenizer.from_pretrained(path)
+        if tokenizer_fingerprint(other) != reference:
+            raise ValueError(f"{path} has a different tokenizer from {args.model[0]}; every model must share one")
+    device = resolve_device(args.device)
+    specs = [
+        ModelSpec(name, path, lambda path=path: load_model(path, args, device))
+        for name, path in zip(args.names, args.model, strict=True)
+    ]
+
+    def save_state(data: dict) -> None:
+        args.state_dir.mkdir(parents=True, exist_ok=True)
+        write_json_atomically(state_file, data)
+
+    report = evaluate_models(specs, tokenizer, args, state, save_state)
+    save_atomically(args.output_dir, lambda tmp: write_report(report, tmp), overwrite=True)
+    shutil.rmtree(args.state_dir, ignore_errors=True)
+    print(summary_table(report))
+    print(f"report: {Path(args.output_dir) / 'report.md'}")
+    return report

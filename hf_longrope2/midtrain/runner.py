@@ -1,0 +1,219 @@
+"""Running a midtraining: the model, the packed rows, the Trainer, and the final folder (``hf-longrope2 midtrain``).
+
+```python
+>>> from hf_longrope2.midtrain import MidtrainConfig, run
+>>> run(MidtrainConfig.from_dict({"model_name_or_path": "builtin:tiny-llama", "output_dir": "out", ...}))
+```
+
+The model is a searched folder (``hf-longrope2 search``) or a base model plus ``factors_file``;
+``builtin:tiny-llama`` is a random tiny Llama with a character tokenizer for offline runs. The output folder is
+an extended model in the foundation format (LoRA adapters merged), with ``midtrain_log.json`` (packing report,
+settings, metrics) and a model card; checkpoints go to ``OUTPUT.checkpoints`` beside it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from huggingface_hub import whoami
+from peft import get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+from trl import get_peft_config
+
+from .. import factors
+from ..data.mixture import mixture_from_yaml
+from ..data.packing import build_mixed_dataset
+from ..extension import extend
+from ..modeling.modeling_longrope2 import longrope2_parameters
+from ..modeling.rope import ROPE_TYPE
+from ..publish.cards import write_model_card
+from ..publish.hub import push
+from ..tiny.models import char_tokenizer, tiny_config
+from ..utils.atomic import check_output_dir, publish_folder, write_json_atomically
+from ..utils.loading import check_factor_values, model_source, read_json
+from .config import TINY, LongRoPE2TrainingArguments, MidtrainConfig
+from .trainer import LongRoPE2SFTTrainer, LongRoPE2Trainer, longrope2_window
+
+
+def checkpoints_dir(output_dir: str | os.PathLike) -> Path:
+    """Where the Trainer writes checkpoints: ``OUTPUT.checkpoints`` beside the final folder, which appears only
+    complete (written to a temporary sibling and renamed at the end)."""
+    out = Path(os.path.normpath(output_dir))
+    return out.with_name(out.name + ".checkpoints")
+
+
+def masked_arguments(args) -> dict:
+    """The training arguments as JSON-ready values, every token masked (what ``training_args.json`` holds)."""
+    values = args.to_dict()  # masks fields ending in _token as "<HUB_TOKEN>" ...
+    for key in list(values):
+        if "token" in key.lower() and isinstance(values[key], str) and values[key]:
+            values[key] = "<masked>"  # ... and any other token-looking field too
+    return values
+
+
+def read_factors(path: str) -> dict:
+    """``long_factor`` (and ``critical_dim`` when present) from a JSON file or a ``search_log.json``."""
+    data = read_json(path, "factors_file")
+    if isinstance(data, dict) and isinstance(data.get("best"), dict):  # a search_log.json
+        data = data["best"]
+    if not isinstance(data, dict) or "long_factor" not in data:
+        found = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"factors_file {path} has no 'long_factor' (nor best.long_factor); found: {found}")
+    check_factor_values(data, f"factors_file {path}")
+    return {"long_factor": data["long_factor"], "critical_dim": data.get("critical_dim")}
+
+
+def load_model_and_tokenizer(script, args, model_config):
+    """The model to train (a longrope2 model, extended here from ``factors_file`` if needed) and its tokenizer."""
+    name = model_config.model_name_or_path
+    if not name:
+        raise ValueError("model_name_or_path is required (a searched model folder, a Hub id, or builtin:tiny-llama)")
+    if name == TINY:
+        config = tiny_config("llama")
+        config.max_position_embeddings = script.tiny_window
+        torch.manual_seed(args.seed)
+        model, tokenizer = LlamaForCausalLM(config), char_tokenizer()
+        if args.factors_file is None:
+            scale = args.target_length / script.tiny_window
+            extend(model, factors.yarn(16, config.rope_parameters["rope_theta"], scale, script.tiny_window),
+                   max_position_embeddings=args.target_length)
+    else:
+        name = model_source(name, "model_name_or_path")
+        dtype = model_config.dtype if model_config.dtype in (None, "auto") else getattr(torch, model_config.dtype)
+        kwargs = {"dtype": dtype or "auto", "revision": model_config.model_revision}
+        if model_config.attn_implementation:
+            kwargs["attn_implementation"] = model_config.attn_implementation
+        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=model_config.model_revision)
+    if args.factors_file is not None:
+        spec = read_factors(args.factors_file)
+        extend(model, spec["long_factor"], max_position_embeddings=args.target_length, critical_dim=spec["critical_dim"])
+    if longrope2_parameters(model.config).get("rope_type") != ROPE_TYPE:
+        raise ValueError(f"{name} is not a longrope2 model; pass factors_file (e.g. a search_log.json) to extend it")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def peft_config_for(model_config):
+    """TRL's LoRA config; embeddings and norms train in full by default, as LongLoRA found necessary."""
+    if model_config.use_peft and model_config.lora_modules_to_save is None:
+        model_config.lora_modules_to_save = ["embed_tokens", "norm"]
+    return get_peft_config(model_config)
+
+
+def accelerate_asks_for_fsdp() -> bool:
+    """True when ``accelerate launch`` was given an FSDP config (it exports ``ACCELERATE_USE_FSDP=true``)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+
+
+def run(config: MidtrainConfig) -> Path:
+    """Midtrain ``config.model`` on the mixture of ``config.training`` and write the final folder.
+
+    The entry point of ``hf-longrope2 midtrain`` and ``recipes/midtrain.py`` (see the package docstring); every
+    process of an ``accelerate launch`` calls it. ``config.training`` is the Trainer's arguments object and is
+    used (and updated: its ``output_dir`` becomes the checkpoints folder) as the Trainer's own.
+
+    Returns:
+        `Path`: the output folder (written by the main process).
+    """
+    script, args, model_config = config.script, config.training, config.model
+    # the token never enters anything the Trainer saves (training_args.bin in every checkpoint is a pickle of args)
+    hub_token, args.hub_token = args.hub_token, None
+    push_to_hub, args.push_to_hub = args.push_to_hub, False  # pushed by hub.push at the end, not at every save
+    if args.mixture is None:
+        raise ValueError("mixture is required: a YAML list of sources (see recipes/tiny/midtrain.yaml)")
+    out = Path(args.output_dir)
+    work = checkpoints_dir(out)
+    if str(args.resume_from_checkpoint).lower() in ("true", "false"):  # true: the last one in OUTPUT.checkpoints
+        args.resume_from_checkpoint = str(args.resume_from_checkpoint).lower() == "true" or None
+    resuming = args.resume_from_checkpoint is not None
+    check_output_dir(out, script.overwrite)
+    if work.exists() and any(work.iterdir()) and not resuming:
+        if not script.overwrite:
+            raise FileExistsError(f"{work} holds checkpoints of an earlier run: pass --resume_from_checkpoint true "
+                                  "to continue it, or --overwrite to start over")
+        if args.process_index == 0:
+            shutil.rmtree(work)
+    args.output_dir = str(work)
+    model, tokenizer = load_model_and_tokenizer(script, args, model_config)
+    window = longrope2_window(model)
+    if args.target_length <= window:
+        raise ValueError(f"target_length ({args.target_length}) must exceed the original window ({window})")
+    with args.main_process_first(desc="tokenise and pack"):
+        rows, report = build_mixed_dataset(
+            tokenizer,
+            mixture_from_yaml(args.mixture),
+            original_window=window,
+            target_length=args.target_length,
+            seed=args.seed,
+            num_proc=args.dataset_num_proc or 1,
+            short_fraction=args.short_fraction,
+            max_document_tokens=args.max_document_tokens,
+        )
+    peft_config = peft_config_for(model_config)
+    if script.trainer == "sft":
+        trainer = LongRoPE2SFTTrainer(model=model, args=args, train_dataset=rows, processing_class=tokenizer,
+                                      peft_config=peft_config)
+    else:
+        known = {f for f in LongRoPE2TrainingArguments.__dataclass_fields__}
+        plain = LongRoPE2TrainingArguments(**{k: v for k, v in args.to_dict().items() if k in known
+                                              and LongRoPE2TrainingArguments.__dataclass_fields__[k].init})
+        if peft_config is not None:
+            model = get_peft_model(model, peft_config)
+        trainer = LongRoPE2Trainer(model=model, args=plain, train_dataset=rows, processing_class=tokenizer)
+    if peft_config is not None and (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):
+        raise ValueError(
+            "use_peft with FSDP / DeepSpeed: merging sharded adapters is not supported here; run LoRA with DDP "
+            "(recipes/accelerate_configs/ddp.yaml) or train in full"
+        )
+    distributed_type = trainer.accelerator.distributed_type.value
+    if accelerate_asks_for_fsdp() and not trainer.is_fsdp_enabled and trainer.is_world_process_zero():
+        # accelerate (1.15) builds its FSDP plugin only for GPU-type backends; on CPU it silently runs data parallel
+        print(f"note: the accelerate config asks for FSDP, but accelerate runs {distributed_type} (its FSDP plugin "
+              "needs GPUs): every process holds the whole model, nothing is sharded", file=sys.stderr)
+    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    staging = out.with_name(f".{out.name}.saving")  # hidden sibling, renamed to `out` once complete
+    if trainer.is_world_process_zero() and staging.exists():
+        shutil.rmtree(staging)  # left by a run killed while saving
+    trainer.accelerator.wait_for_everyone()
+    final = trainer.model
+    if hasattr(final, "merge_and_unload"):  # LoRA (DDP / one process): merge so plain from_pretrained loads it
+        final = final.merge_and_unload()
+        if trainer.is_world_process_zero():
+            final.save_pretrained(staging)
+    else:  # the Trainer gathers FSDP / ZeRO-3 shards itself (every process takes part)
+        trainer.save_model(str(staging))
+    if trainer.is_world_process_zero():
+        (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle of the arguments: JSON instead
+        tokenizer.save_pretrained(staging)
+        training = masked_arguments(args)
+        log = {
+            "settings": {"script": asdict(script), "model": asdict(model_config), "training": training},
+            "num_processes": trainer.accelerator.num_processes,
+            "distributed_type": distributed_type,
+            "fsdp": trainer.is_fsdp_enabled,
+            "checkpoints": str(work),
+            "packing": report.to_dict(),
+            "train": result.metrics,
+            "log_history": trainer.state.log_history,
+        }
+        write_json_atomically(staging / "training_args.json", training)
+        write_json_atomically(staging / "midtrain_log.json", log)
+        write_model_card(staging, base_model=model_config.model_name_or_path, midtrain=log)
+        publish_folder(staging, out, overwrite=script.overwrite)
+        print(f"midtrained {model_config.model_name_or_path} -> {out}: {report.summary()} (checkpoints: {work})")
+    trainer.accelerator.wait_for_everyone()
+    if push_to_hub and trainer.is_world_process_zero():
+        # our push, not the Trainer's: it checks the folder and keeps our model card (the Trainer writes its own)
+        repo_id = args.hub_model_id or out.name
+        if "/" not in repo_id:
+            repo_id = f"{whoami(token=hub_token)['name']}/{repo_id}"
+        info = push(out, repo_id, private=bool(args.hub_private_repo), revision=args.hub_revision, token=hub_token)
+        print(f"pushed {out} -> {info.commit_url}")
+    return out

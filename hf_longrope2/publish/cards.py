@@ -1,0 +1,484 @@
+"""Model cards for extended models, rendered from one Jinja template through `huggingface_hub.ModelCard`.
+
+```python
+>>> from hf_longrope2.publish.cards import card_inputs, render_model_card, write_model_card
+>>> write_model_card("smollm2-32k", base_model="HuggingFaceTB/SmolLM2-135M", search=search_log)  # -> README.md
+>>> report = json.loads(Path("eval/report.json").read_text())                     # from `hf-longrope2 eval`
+>>> write_model_card("smollm2-32k", repo_id="me/smollm2-32k", report=report, **card_inputs("smollm2-32k"))
+>>> render_model_card("smollm2-32k", report=report).save("model_cards/smollm2-32k.md")
+```
+
+The template is ``hf_longrope2/model_card_template.md`` (``model_cards/template.md`` in the repository is a
+link to it). The metadata block carries ``base_model`` (only a Hub id), ``library_name: transformers``,
+``pipeline_tag: text-generation``, tags (``longrope2``, ``long-context``, ...), ``context_length`` and, with an
+evaluation report, a ``model-index`` of NIAH accuracy and perplexity per length and short-window retention.
+The body says how the model was extended (factors, search, midtraining), shows the report's tables with every
+evaluated model side by side, and how to load and serve it. Search and midtraining outputs get a card
+automatically; ``hf-longrope2 push --write-card --report ...`` re-renders it with the repo id and results.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+from transformers import AutoConfig
+
+from .. import factors
+from ..modeling.modeling_longrope2 import longrope2_parameters
+from ..modeling.rope import rotary_dim_of
+from ..utils.atomic import write_text_atomically
+from ..utils.environment import __version__
+
+TEMPLATE = Path(__file__).with_name("model_card_template.md")
+TAGS = ["longrope2", "long-context", "context-extension", "rope"]
+NIAH_DATASET_TYPE = "needle-in-a-haystack"
+PERPLEXITY_DATASET_TYPE = "hf-longrope2-perplexity"
+TASK_TYPE = "text-generation"
+_TMP_FOLDER = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}$")  # save_atomically's mkdtemp(prefix=".NAME.")
+
+
+def is_hub_id(name: str | None) -> bool:
+    """True for a Hub repo id ``namespace/name`` that is not also a local path or a ``builtin:`` source."""
+    if not name or ":" in name or name.count("/") != 1 or os.path.exists(name):
+        return False
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _source_of(log: dict | None) -> str | None:
+    """The model a search or midtraining log started from."""
+    if not log:
+        return None
+    model = log.get("settings", {}).get("model")  # search: the model id; midtrain: TRL's ModelConfig as a dict
+    return model if isinstance(model, str) else (model or {}).get("model_name_or_path")
+
+
+def card_inputs(folder: str | Path) -> dict:
+    """``base_model``, ``search`` and ``midtrain`` for [`render_model_card`], read from the logs in `folder`.
+
+    Reads ``search_log.json`` and ``midtrain_log.json`` when present; ``base_model`` is the model the search or
+    midtraining started from, else the ``base_model`` of an existing ``README.md``.
+    """
+    folder = Path(folder)
+    search, midtrain = _read_json(folder / "search_log.json"), _read_json(folder / "midtrain_log.json")
+    base_model = _source_of(midtrain) or _source_of(search)
+    if base_model is None and (folder / "README.md").is_file():
+        base_model = ModelCard((folder / "README.md").read_text(), ignore_metadata_errors=True).data.base_model
+    return {"base_model": base_model, "search": search, "midtrain": midtrain}
+
+
+def _lineage(base_model: str | None, search: dict | None) -> tuple[str | None, dict | None]:
+    """The Hub id behind `base_model` (following local search / midtrain folders) and the search log on the way."""
+    for _ in range(4):  # a midtrained search output of a Hub model is two hops away
+        if base_model is None or is_hub_id(base_model):
+            return base_model, search
+        folder = Path(base_model)
+        if not folder.is_dir():
+            return None, search
+        inputs = card_inputs(folder)
+        search = search or inputs["search"]
+        base_model = inputs["base_model"]
+    return None, search
+
+
+def _display_name(folder: Path, repo_id: str | None, search: dict | None, midtrain: dict | None) -> tuple[str, str]:
+    """(title, id to load) for the card: the repo id, else the output folder the run was given."""
+    if repo_id:
+        return repo_id.split("/")[-1], repo_id
+    output_dir = (search or {}).get("settings", {}).get("output_dir") or (
+        (midtrain or {}).get("settings", {}).get("training", {}).get("output_dir")
+    )
+    if output_dir:
+        return Path(output_dir).name, str(output_dir)
+    match = _TMP_FOLDER.match(folder.name)  # rendered inside a temporary folder before its rename
+    name = match.group("name") if match else folder.name
+    return name, name
+
+
+def _search_summary(search: dict | None) -> dict | None:
+    if not search:
+        return None
+    s, geo = search.get("settings", {}), search.get("geometry", {})
+    population = s.get("population")
+    parents = s.get("parents")
+    if population and parents:
+        parents = min(parents, population // 2)
+    dims = s.get("critical_dims") or (
+        f"{geo['ten_period_dim']}..{geo['theoretical_critical_dim']}" if "ten_period_dim" in geo else None
+    )
+    return {
+        "objective": s.get("objective", "needle"),
+        "num_samples": s.get("num_samples"),
+        "target_length": s.get("target_length"),
+        "dataset": s.get("dataset"),
+        "max_depth": s.get("max_depth"),
+        "critical_dims": dims,
+        "population": population,
+        "parents": parents,
+        "iterations": s.get("iterations"),
+        "mutation_prob": s.get("mutation_prob"),
+        "seed": s.get("seed"),
+        "evaluated": len(search.get("evaluated", [])),
+        "sample_forwards": search.get("sample_forwards"),
+        "num_processes": search.get("num_processes", 1),
+        "wall_time_s": search.get("wall_time_s"),
+        "best_score": search.get("best", {}).get("score"),
+        "seeds": {name: seed.get("score") for name, seed in search.get("seeds", {}).items()},
+        "seeds_better": search.get("seeds_better_than_best") or [],
+    }
+
+
+def _midtrain_summary(midtrain: dict | None) -> dict | None:
+    if not midtrain:
+        return None
+    settings = midtrain.get("settings", {})
+    t, m, script = settings.get("training", {}), settings.get("model", {}), settings.get("script", {})
+    packing, train = midtrain.get("packing", {}), midtrain.get("train", {})
+    steps = max([h.get("step", 0) for h in midtrain.get("log_history", [])] + [0]) or t.get("max_steps")
+    processes = midtrain.get("num_processes", 1)
+    rows_per_step = (t.get("per_device_train_batch_size") or 1) * (t.get("gradient_accumulation_steps") or 1)
+    rows_per_step *= processes
+    target = t.get("target_length") or packing.get("target_length")
+    return {
+        "trainer": script.get("trainer", "trainer"),
+        "steps": steps,
+        "learning_rate": t.get("learning_rate"),
+        "scheduler": t.get("lr_scheduler_type"),
+        "warmup_steps": t.get("warmup_steps"),
+        "rows_per_step": rows_per_step,
+        "num_processes": processes,
+        "target_length": target,
+        "trained_tokens": steps * rows_per_step * target if steps and target else None,
+        "short_fraction": packing.get("short_fraction", t.get("short_fraction")),
+        "lora": f"LoRA r={m.get('lora_r')}, alpha={m.get('lora_alpha')}" if m.get("use_peft") else None,
+        "mixture": [
+            f"`{src.get('dataset')}` (weight {src.get('weight', 1.0)})" for src in t.get("mixture") or []
+            if isinstance(src, dict)
+        ],
+        "rows": packing.get("rows", {}),
+        "real_tokens": packing.get("real_tokens", {}),
+        "padding_tokens": packing.get("padding_tokens", {}),
+        "lost_tokens": packing.get("lost_tokens"),
+        "train_loss": train.get("train_loss"),
+        "loss_short": train.get("loss_short"),
+        "loss_long": train.get("loss_long"),
+        "train_runtime": train.get("train_runtime"),
+    }
+
+
+def _datasets(search: dict | None, midtrain: dict | None) -> list[str] | None:
+    """Hub datasets the search and midtraining read (the metadata's ``datasets``)."""
+    names = [(search or {}).get("settings", {}).get("dataset")]
+    names += [s.get("dataset") for s in (midtrain or {}).get("settings", {}).get("training", {}).get("mixture") or []
+              if isinstance(s, dict)]
+    hub = list(dict.fromkeys(n for n in names if is_hub_id(n)))
+    return hub or None
+
+
+# ---------------------------------------------------------------------------------------------------- reports
+
+
+def _by_number(keys) -> list[str]:
+    return sorted(keys, key=float)
+
+
+def report_model_name(report: dict, folder: str | Path | None = None, report_model: str | None = None) -> str:
+    """Which entry of ``report["models"]`` is the model of `folder`.
+
+    `report_model` when given; else the entry whose ``path`` is `folder`, or whose name is the folder's name;
+    else the only ``longrope2`` entry; else the only entry.
+
+    Raises:
+        ValueError: `report_model` is not in the report, or the choice is ambiguous (the message lists the names).
+    """
+    models = report.get("models") or {}
+    if not models:
+        raise ValueError("the evaluation report has no 'models' section")
+    if report_model is not None:
+        if report_model not in models:
+            raise ValueError(f"report_model {report_model!r} is not in the report; its models: {sorted(models)}")
+        return report_model
+    if folder is not None:
+        folder = Path(folder)
+        for name, entry in models.items():
+            if entry.get("path") and Path(entry["path"]).resolve() == folder.resolve():
+                return name
+        if folder.name in models:
+            return folder.name
+    extended = [name for name, entry in models.items() if entry.get("rope_type") == "longrope2"]
+    if len(extended) == 1:
+        return extended[0]
+    if len(models) == 1:
+        return next(iter(models))
+    raise ValueError(f"cannot tell which model of the report is {folder}; pass report_model= one of {sorted(models)}")
+
+
+def _niah_mean(entry: dict) -> dict[str, float]:
+    means = dict(entry.get("niah_mean") or {})
+    for length, cells in (entry.get("niah") or {}).items():
+        values = [v for v in cells.values() if v is not None]
+        if length not in means and values:
+            means[length] = sum(values) / len(values)
+    return means
+
+
+def _perplexity_source(settings: dict) -> tuple[str, str]:
+    dataset = str(settings.get("perplexity_dataset") or settings.get("dataset") or "unknown")
+    return (dataset if is_hub_id(dataset) else PERPLEXITY_DATASET_TYPE), dataset
+
+
+def eval_results(report: dict, model: str) -> list:
+    """The `huggingface_hub.EvalResult`s of `model` in `report` (the card's ``model-index``).
+
+    NIAH accuracy per length (mean over depths, 0..1), perplexity per length, short-window perplexity and
+    retention (%), and RULER / lm-evaluation-harness scores when the report has them. Values are the report's.
+    Results are grouped by dataset in the order ``model-index`` stores them, so they round-trip unchanged
+    through `huggingface_hub.repocard_data.model_index_to_eval_results`.
+    """
+    settings, entry = report.get("settings", {}), report["models"][model]
+    haystack = settings.get("dataset", "unknown")
+    results: list = []
+    niah = _niah_mean(entry)
+    niah_args = {k: settings[k] for k in ("depths", "needles_per_cell") if settings.get(k) is not None} or None
+    for length in _by_number(niah):
+        results.append(EvalResult(
+            task_type=TASK_TYPE, task_name="Needle-in-a-haystack retrieval", dataset_type=NIAH_DATASET_TYPE,
+            dataset_name=f"hf-longrope2 NIAH (haystack: {haystack})", dataset_args=niah_args,
+            metric_type="accuracy", metric_value=niah[length], metric_name=f"NIAH accuracy @ {length} tokens",
+        ))
+    ppl_type, ppl_source = _perplexity_source(settings)
+    ppl = {"task_type": TASK_TYPE, "task_name": "Language modeling", "dataset_type": ppl_type,
+           "dataset_name": f"hf-longrope2 perplexity (documents: {ppl_source})",
+           "dataset_split": settings.get("dataset_split")}
+    perplexity = entry.get("perplexity") or {}
+    for length in _by_number(perplexity):
+        if perplexity[length].get("ppl") is not None:
+            results.append(EvalResult(**ppl, metric_type="perplexity", metric_value=perplexity[length]["ppl"],
+                                      metric_name=f"Perplexity @ {length} tokens"))
+    short = entry.get("short") or {}
+    at = f" @ {short['length']} tokens" if short.get("length") is not None else ""
+    if short.get("ppl") is not None:
+        results.append(EvalResult(**ppl, metric_type="perplexity", metric_value=short["ppl"],
+                                  metric_name=f"Short-window perplexity{at}"))
+    if short.get("retention_pct") is not None:
+        results.append(EvalResult(**ppl, metric_type="retention", metric_value=short["retention_pct"],
+                                  metric_name=f"Short-window retention %{at}"))
+    for task, by_length in (entry.get("ruler") or {}).items():
+        for length in _by_number(by_length):
+            results.append(EvalResult(
+                task_type=TASK_TYPE, task_name="RULER", dataset_type="ruler", dataset_name="RULER",
+                dataset_config=task, metric_type="accuracy", metric_value=by_length[length],
+                metric_name=f"RULER {task} @ {length} tokens",
+            ))
+    for task, metrics in (entry.get("lm_eval") or {}).items():
+        for metric, value in metrics.items():
+            if isinstance(value, (int, float)):
+                results.append(EvalResult(
+                    task_type=TASK_TYPE, dataset_type=task, dataset_name=f"{task} (lm-evaluation-harness)",
+                    metric_type=metric.split(",")[0], metric_value=value, metric_name=f"{task} {metric}",
+                ))
+    return results
+
+
+def _cell(value, scale: float = 1.0, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value * scale:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]], numeric_from: int = 1) -> str:
+    """A markdown table; rows whose numeric cells are all missing are left out."""
+    rows = [row for row in rows if any(c != "–" for c in row[numeric_from:])]
+    align = ["---" if i < numeric_from else "---:" for i in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def results_markdown(report: dict, model: str) -> str:
+    """Markdown tables of `report` with `model` first and every other evaluated model beside it."""
+    settings, models = report.get("settings", {}), report["models"]
+    order = [model] + [name for name in models if name != model]
+
+    def label(name: str) -> str:
+        return f"**{name}** (this model)" if name == model else name
+
+    def window(entry: dict) -> str:
+        original, longest = entry.get("original_window"), entry.get("max_position_embeddings")
+        if original and longest and longest != original:
+            return f"{original} → {longest}"
+        return str(longest or original or "?")
+
+    parts = []
+    facts = [f"haystack and documents from `{settings.get('dataset', 'unknown')}`"]
+    if settings.get("depths") is not None:
+        facts.append("needle depths " + ", ".join(f"{d:g}" if isinstance(d, (int, float)) else str(d)
+                                                  for d in settings["depths"]))
+    if settings.get("needles_per_cell") is not None:
+        facts.append(f"{settings['needles_per_cell']} needles per length and depth")
+    if isinstance(report.get("wall_time_s"), (int, float)):
+        facts.append(f"{report['wall_time_s']:.0f} s in all")
+    parts.append("Measured with `hf-longrope2 eval`: " + "; ".join(facts) + ".")
+
+    niah = {name: _niah_mean(models[name]) for name in order}
+    lengths = _by_number({length for means in niah.values() for length in means})
+    if lengths:
+        rows = [[label(n), str(models[n].get("rope_type", "?")), window(models[n])]
+                + [_cell(niah[n].get(length), 100) for length in lengths] for n in order]
+        parts.append("### Needle in a haystack\n\nRetrieval accuracy (%) by context length, mean over depths:\n\n"
+                     + _table(["model", "rope", "window"] + lengths, rows, numeric_from=3))
+        cells = models[model].get("niah") or {}
+        depths = sorted({d for by_depth in cells.values() for d in by_depth}, key=float)
+        if depths:
+            rows = [[d] + [_cell(cells.get(length, {}).get(d), 100) for length in lengths] for d in depths]
+            parts.append(f"Accuracy (%) of `{model}` by needle depth (0 = start of the haystack) and length:\n\n"
+                         + _table(["depth"] + lengths, rows))
+    ppl_lengths = _by_number({length for n in order for length in models[n].get("perplexity") or {}})
+    if ppl_lengths:
+        rows = [[label(n)] + [_cell((models[n].get("perplexity") or {}).get(length, {}).get("ppl"), digits=2)
+                              for length in ppl_lengths] for n in order]
+        parts.append("### Perplexity by context length\n\nLower is better:\n\n"
+                     + _table(["model"] + ppl_lengths, rows))
+    shorts = [n for n in order if models[n].get("short")]
+    if shorts:
+        rows = [[label(n), str(models[n]["short"].get("length", "?")), _cell(models[n]["short"].get("ppl"), digits=2),
+                 _cell(models[n]["short"].get("retention_pct"), digits=1)] for n in shorts]
+        parts.append("### Short window\n\nPerplexity inside the original window; retention = 100 × base perplexity"
+                     " / model perplexity (100 = the base model's quality is kept):\n\n"
+                     + _table(["model", "length", "perplexity", "retention (%)"], rows))
+    ruler = [(n, task) for n in order for task in models[n].get("ruler") or {}]
+    if ruler:
+        ruler_lengths = _by_number({length for n, task in ruler for length in models[n]["ruler"][task]})
+        rows = [[label(n), task] + [_cell(models[n]["ruler"][task].get(length), 100) for length in ruler_lengths]
+                for n, task in ruler]
+        parts.append("### RULER\n\nAccuracy (%) by context length:\n\n"
+                     + _table(["model", "task"] + ruler_lengths, rows, numeric_from=2))
+    columns = list(dict.fromkeys((task, metric) for n in order for task, metrics in (models[n].get("lm_eval") or {})
+                                 .items() for metric in metrics))
+    if columns:
+        rows = [[label(n)] + [_cell((models[n].get("lm_eval") or {}).get(task, {}).get(metric), digits=4)
+                              for task, metric in columns] for n in order]
+        parts.append("### lm-evaluation-harness\n\n"
+                     + _table(["model"] + [f"{task} {metric}" for task, metric in columns], rows))
+    return "\n\n".join(parts)
+
+
+def _limitations(report: dict | None, model: str | None, target: int, search: dict | None) -> list[str]:
+    notes = []
+    if report is None:
+        notes.append("No evaluation report is attached to this card; `hf-longrope2 eval` measures NIAH accuracy, "
+                     "perplexity by length and short-window retention.")
+    else:
+        entry = report["models"][model]
+        lengths = [int(float(x)) for x in list(_niah_mean(entry)) + list(entry.get("perplexity") or {})]
+        if lengths and max(lengths) < target:
+            notes.append(f"Evaluated only up to {max(lengths)} tokens, below the {target}-token window.")
+    if search and search.get("seeds_better_than_best"):
+        notes.append(f"In the factor search the reference seed(s) {', '.join(search['seeds_better_than_best'])} "
+                     "scored better than the best LongRoPE2 candidate, which the search space cannot represent.")
+    return notes
+
+
+# ------------------------------------------------------------------------------------------------------ cards
+
+
+def render_model_card(
+    folder: str | Path,
+    *,
+    base_model: str | None = None,
+    repo_id: str | None = None,
+    search: dict | None = None,
+    midtrain: dict | None = None,
+    results: str | None = None,
+    report: dict | None = None,
+    report_model: str | None = None,
+):
+    """The `huggingface_hub.ModelCard` of the saved longrope2 model `folder` (reads its ``config.json``).
+
+    Args:
+        folder (`str` or `Path`): A longrope2 model folder (or its ``longrope`` serving export).
+        base_model (`str`, *optional*): What it was extended from; a Hub id goes into the metadata, a local
+            search or midtraining folder is followed to the Hub id it came from.
+        repo_id (`str`, *optional*): The Hub repo the card is for (title and load snippet); default: the run's
+            output folder.
+        search (`dict`, *optional*): The contents of ``search_log.json``.
+        midtrain (`dict`, *optional*): The contents of ``midtrain_log.json``.
+        results (`str`, *optional*): Extra markdown for the Results section.
+        report (`dict`, *optional*): An evaluation report (``report.json`` of ``hf-longrope2 eval``); adds a
+            ``model-index`` and the Results tables.
+        report_model (`str`, *optional*): The report's name for this model (see [`report_model_name`]).
+
+    Returns:
+        `huggingface_hub.ModelCard`
+    """
+    folder = Path(folder)
+    config = AutoConfig.from_pretrained(folder)
+    params = longrope2_parameters(config)
+    dim = rotary_dim_of(config, params)
+    original = params["original_max_position_embeddings"]
+    critical = params.get("critical_dim")
+    long_factor = [float(x) for x in params["long_factor"]]
+    tail, head = long_factor[critical or 0:], long_factor[: critical or 0]
+    hub_base, search_used = _lineage(base_model, search)
+    title, load_id = _display_name(folder, repo_id, search, midtrain)
+    model = report_model_name(report, folder, report_model) if report is not None else None
+    results_index = eval_results(report, model) if report is not None else []
+    card_data = ModelCardData(
+        base_model=hub_base,
+        datasets=_datasets(search_used, midtrain),
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        tags=TAGS,
+        model_name=title if results_index else None,
+        eval_results=results_index or None,
+    )
+    card_data.context_length = config.max_position_embeddings
+    tables = results_markdown(report, model) if report is not None else None
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        model_name=title,
+        repo_id=load_id,
+        base_model=base_model,
+        hub_base_model=hub_base,
+        serving_export=params.get("rope_type") == "longrope",
+        version=__version__,
+        original_window=original,
+        target_length=config.max_position_embeddings,
+        scale=config.max_position_embeddings / original,
+        long_mscale=params.get("long_mscale") or 1.0,
+        short_mscale=params.get("short_mscale", 1.0),
+        num_pairs=dim // 2,
+        rope_theta=params["rope_theta"],
+        critical_dim=critical,
+        theoretical_critical_dim=factors.critical_dimension(dim, float(params["rope_theta"]), original),
+        head_min=min(head) if head else None,
+        head_max=max(head) if head else None,
+        tail_min=min(tail),
+        tail_max=max(tail),
+        long_factor=", ".join(f"{x:.4g}" for x in long_factor),
+        search=_search_summary(search_used),
+        midtrain=_midtrain_summary(midtrain),
+        results=results,
+        tables=tables,
+        limitations=_limitations(report, model, config.max_position_embeddings, search_used),
+    )
+
+
+def write_model_card(folder: str | Path, **kwargs) -> Path:
+    """Render [`render_model_card`] into ``folder/README.md`` (atomically) and return its path."""
+    text = str(render_model_card(folder, **kwargs))
+    return write_text_atomically(Path(folder) / "README.md", text if text.endswith("\n") else text + "\n")

@@ -1,0 +1,163 @@
+"""Turn a local GGUF file (llama.cpp's format, often quantised) into a regular Hugging Face model folder.
+
+```bash
+pip install "hf-longrope2[gguf]"            # or: pip install gguf
+hf-longrope2 convert-gguf SmolLM2-135M-Instruct.Q4_1.gguf smollm2-135m
+hf-longrope2 convert-gguf model.gguf out --dtype bfloat16 --overwrite
+hf-longrope2 extend --model smollm2-135m --method yarn --target-length 32768 --output-dir smollm2-32k
+```
+
+```python
+>>> from hf_longrope2.publish.gguf_convert import convert_gguf
+>>> convert_gguf("SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2-135m")   # -> Path("smollm2-135m")
+>>> model = AutoModelForCausalLM.from_pretrained("smollm2-135m")        # plain transformers, no gguf needed
+```
+
+The output folder holds ``model.safetensors`` (dense float weights), ``config.json``, ``generation_config.json``
+and the tokenizer files (``tokenizer.json``, ``tokenizer_config.json``, ``chat_template.jinja`` when the file has
+one). transformers reads the GGUF (``from_pretrained(folder, gguf_file=name)``, which needs the ``gguf`` package)
+and dequantises every tensor; the config is then written without ``quantization_config`` or other GGUF leftovers,
+so the folder loads with a plain ``AutoModelForCausalLM.from_pretrained(folder)`` and works with
+``hf-longrope2 extend`` / ``search`` like any Hub checkpoint.
+
+``--dtype float32`` (the default) keeps the dequantised values exactly: ggml's dequantisation computes them in
+float32. ``bfloat16`` / ``float16`` halve the folder but round those values once more. The dense model is held in
+memory while it is written (4 bytes per parameter in float32: ~0.5 GB for a 135M model, ~28 GB for 7B).
+
+A quantised GGUF is a *different model* from the Hub checkpoint it was made from (e.g. 4-bit weights), so
+measure perplexities on the converted folder itself, not on the original.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+from packaging.version import Version
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GgufConfig
+from transformers.utils.import_utils import GGUF_MIN_VERSION
+
+from ..modeling.modeling_longrope2 import SUPPORTED_MODEL_TYPES
+from ..utils.atomic import check_output_dir, save_atomically
+from ..utils.environment import FLOAT_DTYPES
+
+GGUF_MAGIC = b"GGUF"
+INSTALL_HINT = "pip install gguf  (or: pip install 'hf-longrope2[gguf]')"
+# GGUF architecture names whose transformers model_type differs (see transformers' load_gguf_checkpoint).
+_MODEL_TYPE_OF_GGUF_ARCH = {"gemma3": "gemma3_text"}
+# Config attributes that only describe the GGUF source, never a dense checkpoint.
+_GGUF_CONFIG_LEFTOVERS = ("quantization_config", "_model_name_or_path")
+
+
+def supported_gguf_architectures() -> list[str]:
+    """GGUF ``general.architecture`` values that both transformers' GGUF loader and hf-longrope2 support."""
+    # start-up: transformers' GGUF module takes ~1.5 s to import; only GGUF verbs need it
+    from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
+
+    return sorted(
+        a for a in GGUF_SUPPORTED_ARCHITECTURES if _MODEL_TYPE_OF_GGUF_ARCH.get(a, a) in SUPPORTED_MODEL_TYPES
+    )
+
+
+def require_gguf() -> str:
+    """The installed ``gguf`` package version; raises `ImportError` with the install command when missing or old."""
+    try:
+        import gguf  # noqa: F401  (the optional extra [gguf]; transformers reads GGUF files through it)
+
+        installed = version("gguf")
+    except (ImportError, PackageNotFoundError) as exc:
+        raise ImportError(f"reading GGUF files needs the `gguf` package: {INSTALL_HINT}") from exc
+    if Version(installed) < Version(GGUF_MIN_VERSION):
+        raise ImportError(f"gguf {installed} is too old; transformers needs gguf>={GGUF_MIN_VERSION}: {INSTALL_HINT}")
+    return installed
+
+
+def check_gguf_file(gguf_file: str | Path) -> Path:
+    """Resolve `gguf_file` and check that it exists and starts with the GGUF magic bytes."""
+    path = Path(gguf_file).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"GGUF file {str(gguf_file)!r} does not exist")
+    if not path.is_file():
+        raise ValueError(f"{str(gguf_file)!r} is not a file; expected a single .gguf file")
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != GGUF_MAGIC:
+        raise ValueError(f"{str(gguf_file)!r} is not a GGUF file (starts with {magic!r}, expected {GGUF_MAGIC!r})")
+    return path.resolve()
+
+
+def gguf_config(gguf_file: str | Path):
+    """The transformers config described by a GGUF file's metadata; raises for an unsupported architecture."""
+    path = check_gguf_file(gguf_file)
+    require_gguf()
+    accepted = supported_gguf_architectures()
+    try:
+        config = AutoConfig.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
+    except ImportError:
+        raise
+    except Exception as exc:  # the file is user input: any parse failure is a bad file, reported as such
+        if isinstance(exc, ValueError) and "not supported" in str(exc):  # transformers' unknown architecture
+            raise ValueError(f"{str(gguf_file)!r}: {exc} Accepted GGUF architectures: {accepted}") from exc
+        raise ValueError(
+            f"cannot read GGUF file {str(gguf_file)!r} (truncated or corrupt?): {type(exc).__name__}: {exc}"
+        ) from exc
+    if config.model_type not in SUPPORTED_MODEL_TYPES:
+        raise ValueError(
+            f"{str(gguf_file)!r} holds a {config.model_type!r} model, which hf-longrope2 does not support; "
+            f"accepted GGUF architectures: {accepted}"
+        )
+    return config
+
+
+def convert_gguf(
+    gguf_file: str | Path, output_dir: str | Path, *, dtype: str = "float32", overwrite: bool = False
+) -> Path:
+    """Write the model in `gguf_file` to `output_dir` as dense safetensors, config and tokenizer files.
+
+    Args:
+        gguf_file (`str` or `Path`): A local ``.gguf`` file of a supported architecture
+            ([`supported_gguf_architectures`]), quantised or not.
+        output_dir (`str` or `Path`): Destination folder; it must not exist or be empty unless `overwrite`.
+            It is written to a temporary sibling first and renamed, so a failure leaves nothing behind.
+        dtype (`str`, defaults to ``"float32"``): Weights dtype, one of ``float32`` (exact dequantised values),
+            ``bfloat16`` or ``float16``.
+        overwrite (`bool`, defaults to `False`): Replace a non-empty `output_dir`.
+
+    Returns:
+        `Path`: `output_dir`.
+
+    Raises:
+        FileNotFoundError: `gguf_file` does not exist.
+        FileExistsError: `output_dir` is not empty and `overwrite` is false.
+        ValueError: not a GGUF file, an unsupported architecture or dtype, or no tokenizer in the file.
+        ImportError: the ``gguf`` package is missing (the message gives the install command).
+    """
+    if dtype not in FLOAT_DTYPES:
+        raise ValueError(f"dtype must be one of {FLOAT_DTYPES}, got {dtype!r}")
+    path = check_gguf_file(gguf_file)
+    out = check_output_dir(output_dir, overwrite)  # before the expensive load
+    gguf_config(path)  # architecture check (and gguf package check) on the metadata alone
+    model = AutoModelForCausalLM.from_pretrained(
+        path.parent,
+        gguf_file=path.name,
+        dtype=getattr(torch, dtype),
+        # Dense weights even where transformers could keep GGUF blocks (packed modules cannot be saved).
+        quantization_config=GgufConfig(dequantize=True),
+        local_files_only=True,
+    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, local_files_only=True)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"cannot build a tokenizer from {str(gguf_file)!r}: {exc}") from exc
+    for name in _GGUF_CONFIG_LEFTOVERS:
+        if name in model.config.__dict__:
+            delattr(model.config, name)
+
+    def write(tmp: Path) -> None:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+
+    return save_atomically(out, write, overwrite=overwrite)
+
+

@@ -1,0 +1,117 @@
+"""Settings of ``hf-longrope2 search``: one dataclass, every field a flag (``--help``) and a YAML key.
+
+```python
+>>> from hf_longrope2.search import SearchConfig, run
+>>> run(SearchConfig(model="HuggingFaceTB/SmolLM2-135M", target_length=32768, output_dir="smollm2-32k"))
+```
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..utils.environment import DTYPES
+
+
+@dataclass
+class SearchConfig:
+    """What a search runs on and how hard it looks; checked once, here (see [`~hf_longrope2.search.run`])."""
+
+    model: str = field(default="", metadata={"help": "Hub id or local folder of a supported causal LM (required)"})
+    target_length: int = field(default=0, metadata={"help": "Target context length in tokens (required)"})
+    output_dir: str = field(default="", metadata={"help": "Folder for the extended model (required; must be new)"})
+    dataset: str = field(
+        default="emozilla/pg19",
+        metadata={
+            "help": "Haystack source: Hub dataset id, a local .txt/.md/.jsonl/.json/.parquet file or folder, or "
+            "builtin:pydoc / builtin:stdlib (offline). Default: PG19 (the paper's choice)"
+        },
+    )
+    dataset_split: str = field(default="validation", metadata={"help": "Split of a Hub dataset"})
+    dataset_config: str | None = field(default=None, metadata={"help": "Config name of a Hub dataset"})
+    text_column: str = field(default="text", metadata={"help": "Column holding the text (Hub, jsonl, json, parquet)"})
+    num_samples: int = field(default=10, metadata={"help": "Needle samples, one haystack document each (paper: 10)"})
+    population: int = field(default=64, metadata={"help": "Population size P (paper: 64)"})
+    iterations: int = field(default=40, metadata={"help": "Evolution iterations after the initial population"})
+    mutation_prob: float = field(default=0.3, metadata={"help": "Per-pair mutation / crossover probability"})
+    parents: int = field(default=32, metadata={"help": "Elitist parents kept per iteration (at most P/2 is used)"})
+    critical_dims: str | None = field(
+        default=None,
+        metadata={
+            "help": "d_rcd values to search: 'LO-HI' or 'a,b,c'. Default: from the 10-period bound to the "
+            "theoretical critical dimension"
+        },
+    )
+    objective: str = field(
+        default="needle", metadata={"help": "needle (answer-token NLL) or ppl (every token; the paper's ablation)"}
+    )
+    max_depth: float = field(default=0.5, metadata={"help": "Needle depths spread over [0, max_depth] of the haystack"})
+    seed: int = field(default=0, metadata={"help": "Seed of the samples and of the evolution"})
+    dtype: str = field(default="auto", metadata={"help": f"One of {DTYPES}; auto = bfloat16 on GPU, float32 on CPU"})
+    attn_implementation: str | None = field(
+        default=None, metadata={"help": "sdpa, eager, flash_attention_2, ...; default: the model's default"}
+    )
+    batch_size: int = field(default=1, metadata={"help": "Samples per forward pass"})
+    candidates_per_step: int = field(
+        default=16,
+        metadata={
+            "help": "Candidates scored between state saves and pruning-threshold updates; spread over processes. "
+            "Results do not depend on the number of processes, but do on this value"
+        },
+    )
+    prune: bool = field(default=True, metadata={"help": "Exact early rejection of hopeless candidates"})
+    resume: bool = field(default=False, metadata={"help": "Continue from the state in OUTPUT_DIR.search-state"})
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
+
+    def __post_init__(self) -> None:
+        for name in ("model", "output_dir"):
+            if not getattr(self, name):
+                raise ValueError(f"--{name.replace('_', '-')} is required")
+        if self.target_length <= 0:
+            raise ValueError(f"--target-length must be a positive number of tokens, got {self.target_length}")
+        checks = {
+            "num_samples": self.num_samples >= 1,
+            "population": self.population >= 2,
+            "iterations": self.iterations >= 0,
+            "parents": self.parents >= 1,
+            "batch_size": self.batch_size >= 1,
+            "candidates_per_step": self.candidates_per_step >= 1,
+            "mutation_prob": 0.0 < self.mutation_prob <= 1.0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"--{name.replace('_', '-')}: invalid value {getattr(self, name)!r}")
+        if self.objective not in ("needle", "ppl"):
+            raise ValueError(f"--objective must be 'needle' or 'ppl', got {self.objective!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype must be one of {DTYPES}, got {self.dtype!r}")
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(f"{os.path.normpath(self.output_dir)}.search-state")
+
+    def result_settings(self) -> dict:
+        """The settings a resumed search must share with the state it continues."""
+        skip = {"resume", "overwrite", "output_dir"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+def parse_critical_dims(spec: str | None, low: int, high: int, half: int) -> list[int]:
+    """`spec` 'LO-HI' or 'a,b,c' (or None: ``[low, high]``) as a sorted list inside ``[0, half)``."""
+    if spec is None:
+        values = list(range(low, min(high, half - 1) + 1))
+    else:
+        try:
+            if "-" in spec:
+                lo, hi = (int(x) for x in spec.split("-"))
+                values = list(range(lo, hi + 1))
+            else:
+                values = [int(x) for x in spec.split(",")]
+        except ValueError as exc:
+            raise ValueError(f"--critical-dims must be 'LO-HI' or 'a,b,c', got {spec!r}") from exc
+    bad = [v for v in values if not 0 <= v < half]
+    if not values or bad:
+        raise ValueError(f"--critical-dims must lie in [0, {half - 1}] (rotary pairs), got {spec!r}")
+    return sorted(set(values))

@@ -1,0 +1,216 @@
+"""Running a search: the model and samples, the loop, and the output folder (``hf-longrope2 search``).
+
+```python
+>>> from hf_longrope2.search import SearchConfig, run
+>>> run(SearchConfig(model="HuggingFaceTB/SmolLM2-135M", target_length=32768, output_dir="smollm2-32k",
+...                  dataset="builtin:pydoc"))
+```
+
+The output folder is a complete extended model (weights hard-linked from the source when possible) with
+``search_log.json``, ``search_progress.png``, ``factors.png`` and a model card.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import torch
+from accelerate import PartialState
+from accelerate.utils import parse_flag_from_env
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from .. import factors
+from ..data.needles import NeedleSettings, needle_samples
+from ..extension import extend, save_extended
+from ..factors import METHODS, baseline
+from ..modeling.modeling_longrope2 import architecture_for, longrope2_parameters
+from ..modeling.rope import ROPE_TYPE, rotary_dim_of
+from ..plots import plot_factor_curves, plot_search_progress
+from ..publish.cards import write_model_card
+from ..utils.atomic import check_output_dir, save_atomically, write_json_atomically
+from ..utils.environment import torch_dtype, versions
+from ..utils.loading import model_source, read_json
+from .config import SearchConfig, parse_critical_dims
+from .evolution import STATE_VERSION, Search
+from .scoring import Evaluator
+from .space import Candidate, SearchSpace
+
+
+def distributed_state():
+    """accelerate's process state; on a machine without CUDA (or with ACCELERATE_USE_CPU=1) processes use gloo."""
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+
+
+def load_model(args: SearchConfig, device: torch.device):
+    """The model to score candidates with, in the chosen dtype and attention implementation, on `device`."""
+    kwargs = {"dtype": torch_dtype(args.dtype, device)}
+    if args.attn_implementation:
+        kwargs["attn_implementation"] = args.attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(args.model, **kwargs)
+    return model.to(device).eval()
+
+
+def geometry(model_name: str, target_length: int) -> dict:
+    """Rotary dimension, base and original window of `model_name`, validated for a search to `target_length`."""
+    config = AutoConfig.from_pretrained(model_name)
+    architecture_for(config.model_type)  # ValueError listing the supported types (e.g. for GPT-2)
+    params = longrope2_parameters(config)
+    rope_type = params.get("rope_type", "default")
+    if rope_type not in ("default", ROPE_TYPE):
+        raise ValueError(
+            f"{model_name} uses rope_type {rope_type!r}; the search starts from the original RoPE ('default') or a "
+            f"longrope2 model"
+        )
+    original = int(params.get("original_max_position_embeddings", config.max_position_embeddings))
+    if target_length <= original:
+        raise ValueError(
+            f"--target-length ({target_length}) must be larger than the model's original window ({original})"
+        )
+    dim, theta = rotary_dim_of(config, params), float(params["rope_theta"])
+    return {
+        "rotary_dim": dim,
+        "rope_theta": theta,
+        "original_max_position_embeddings": original,
+        "scale": target_length / original,
+        "theoretical_critical_dim": factors.critical_dimension(dim, theta, original),
+        "ten_period_dim": factors.ten_period_dimension(dim, theta, original),
+    }
+
+
+def write_output(args: SearchConfig, search: Search, model, tokenizer, geo: dict, seeds: dict, started_at: float) -> Path:
+    """The extended model folder plus ``search_log.json`` and the two PNGs, written atomically."""
+    state = search.state
+    best_key, best = search.best()
+    best_candidate = Candidate.from_key(best_key)
+    long_factor = best_candidate.long_factor(geo["rotary_dim"])
+    extend(model, long_factor, max_position_embeddings=args.target_length, critical_dim=best_candidate.critical_dim)
+    log = {
+        "settings": asdict(args),
+        "versions": versions(),
+        "geometry": geo,
+        "num_processes": search.distributed.num_processes,
+        "device": str(model.device),
+        "wall_time_s": state["wall_time_s"],
+        "sample_forwards": state["sample_forwards"],
+        "duplicates_skipped": state["duplicates_skipped"],
+        "best": {"critical_dim": best_candidate.critical_dim, "long_factor": long_factor, "score": best["score"]},
+        "seeds": {name: {"score": s["score"], "long_factor": s["long_factor"], "long_mscale": s.get("long_mscale"),
+                         "losses": s.get("losses")}
+                  for name, s in state["seeds"].items()},
+        "sample_order": state.get("sample_order"),
+        "best_per_iteration": state["best_per_iteration"],
+        "evaluated": [
+            {"critical_dim": r["critical_dim"], "tail": [x / 100 for x in Candidate.from_key(k).tail], **r, "key": k}
+            for k, r in state["evaluated"].items()
+        ],
+    }
+    better = sorted(name for name, s in state["seeds"].items() if s["score"] < best["score"])
+    log["seeds_better_than_best"] = better
+    if better:
+        print(
+            f"note: the reference seed(s) {better} scored better than the best searched candidate "
+            f"({best['score']:.4g}); the LongRoPE2 space (NTK-style below d_rcd, tail in [s, 2s]) cannot represent "
+            "them. Widen --critical-dims, search longer, or compare after midtraining",
+            file=sys.stderr,
+        )
+    how = {}
+
+    def write(tmp: Path) -> None:
+        how["weights"] = save_extended(model, tmp, source=args.model, tokenizer=tokenizer)
+        log["weights"] = how["weights"]
+        write_json_atomically(tmp / "search_log.json", log)
+        plot_search_progress([b["score"] for b in state["best_per_iteration"]], tmp / "search_progress.png")
+        curves = {"longrope2": long_factor, **{name: seed["long_factor"] for name, seed in seeds.items()}}
+        plot_factor_curves(curves, tmp / "factors.png", best_candidate.critical_dim, geo["theoretical_critical_dim"])
+        write_model_card(tmp, base_model=args.model, search=log)
+
+    out = save_atomically(args.output_dir, write, overwrite=args.overwrite)
+    print(
+        f"best score {best['score']:.4f} (d_rcd {best_candidate.critical_dim}); seeds: "
+        + ", ".join(f"{n} {s['score']:.4f}" for n, s in state["seeds"].items())
+        + f"; weights {how['weights']}; {time.perf_counter() - started_at:.1f}s -> {out}"
+    )
+    return out
+
+
+def run(config: SearchConfig) -> Path:
+    """Search the LongRoPE2 factors of ``config.model`` and write the extended model to ``config.output_dir``.
+
+    The entry point of ``hf-longrope2 search`` and ``recipes/search.py`` (see the package docstring). With several
+    processes (``accelerate launch``) every process scores its share of each step; the main process writes.
+
+    Returns:
+        `Path`: the output folder.
+
+    Raises:
+        ValueError: a bad model, target length or state to resume; nothing is written then.
+    """
+    started_at = time.perf_counter()
+    args = config
+    distributed = distributed_state()
+    check_output_dir(args.output_dir, args.overwrite)
+    state_file = args.state_dir / "state.json"
+    if args.resume and not state_file.exists():
+        raise FileNotFoundError(f"--resume: no search state at {state_file}")
+    if not args.resume and state_file.exists():
+        raise FileExistsError(
+            f"a previous search left its state in {args.state_dir}; pass --resume to continue it, or delete the folder"
+        )
+    args = replace(args, model=model_source(args.model))  # the caller's config is left as it was
+    if args.resume:
+        state = read_json(state_file, "--resume: the search state")
+        if not isinstance(state, dict) or "settings" not in state:
+            raise ValueError(f"--resume: {state_file} is not a search state (no 'settings'); delete {args.state_dir} "
+                             "and start again")
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"--resume: {state_file} has state version {state.get('version')}, this hf-longrope2 "
+                             f"writes {STATE_VERSION}; delete {args.state_dir} and start again")
+        differing = sorted(k for k, v in args.result_settings().items() if state["settings"].get(k) != v)
+        if differing:
+            raise ValueError(f"--resume: settings differ from the saved search in {differing}; pass the same values")
+    geo = geometry(args.model, args.target_length)
+    dims = parse_critical_dims(
+        args.critical_dims, geo["ten_period_dim"], geo["theoretical_critical_dim"], geo["rotary_dim"] // 2
+    )
+    space = SearchSpace(geo["rotary_dim"], geo["scale"], dims, args.mutation_prob)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    settings = NeedleSettings(
+        dataset=args.dataset,
+        target_length=args.target_length,
+        num_samples=args.num_samples,
+        split=args.dataset_split,
+        text_column=args.text_column,
+        dataset_config=args.dataset_config,
+        seed=args.seed,
+        max_depth=args.max_depth,
+        objective=args.objective,
+    )
+    samples = needle_samples(tokenizer, settings)
+    seeds = {
+        m: baseline(m, geo["rotary_dim"], geo["rope_theta"], geo["original_max_position_embeddings"], args.target_length)
+        for m in METHODS
+    }
+    if not args.resume:
+        state = Search.new_state(args, random.Random(args.seed), seeds)
+    if args.parents > args.population // 2 and distributed.is_main_process:
+        print(f"note: --parents {args.parents} > population/2; using {args.population // 2}", file=sys.stderr)
+    model = load_model(args, distributed.device)
+    evaluate = Evaluator(model, samples, args.target_length, args.batch_size)
+    search = Search(args, space, geo["rotary_dim"], evaluate, distributed, state)
+    if distributed.is_main_process:
+        print(
+            f"search {args.model}: {geo['original_max_position_embeddings']} -> {args.target_length} tokens, "
+            f"d_rcd in {dims}, {args.num_samples} {args.objective} samples, {distributed.num_processes} process(es)"
+            + (f", resuming at iteration {state['iteration']}" if args.resume else "")
+        )
+    search.run()
+    if distributed.is_main_process:
+        write_output(args, search, model, tokenizer, geo, seeds, started_at)
+        shutil.rmtree(args.state_dir, ignore_errors=True)
+    distributed.wait_for_everyone()
+    return Path(args.output_dir)

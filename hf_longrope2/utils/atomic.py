@@ -1,0 +1,92 @@
+"""Writes that never leave a half-written file or folder behind: write a temporary sibling, then rename.
+
+```python
+>>> from hf_longrope2.utils.atomic import atomic_path, write_json_atomically
+>>> write_json_atomically("out/report.json", {"ok": True})
+>>> with atomic_path("out/plot.png") as tmp:      # keeps the suffix, so writers can infer the format
+...     fig.savefig(tmp)
+```
+
+A rename within one file system is atomic on POSIX, so a reader (or a resumed job after SIGKILL) sees
+either the old content or the new, never a partial write.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of `path` to write; it replaces `path` when the block exits without error."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # still there only when the block failed
+
+
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json_atomically(path: str | Path, data, indent: int = 1) -> Path:
+    return write_text_atomically(path, json.dumps(data, indent=indent, default=str))
+
+
+def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> Path:
+    """Refuse, before any expensive work, an output folder that cannot be (re)written.
+
+    Raises:
+        FileExistsError: `output_dir` is a file, or a non-empty folder and not `overwrite`.
+        PermissionError: its parent folder cannot be created or written.
+    """
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--output-dir {out} is an existing file, not a folder; choose another --output-dir")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite or choose another --output-dir")
+    parent = out.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError as exc:
+        raise PermissionError(f"--output-dir {out}: cannot write to {parent} ({exc.strerror or exc})") from None
+    return out
+
+
+def publish_folder(staging: str | Path, output_dir: str | Path, overwrite: bool = False) -> Path:
+    """Move the complete folder `staging` (a sibling of `output_dir`) into place, replacing it if `overwrite`."""
+    staging, out = Path(staging), Path(output_dir)
+    check_output_dir(out, overwrite)
+    umask = os.umask(0)
+    os.umask(umask)
+    staging.chmod(0o777 & ~umask)  # mkdtemp creates 0700; the result should look like any other folder
+    if out.exists():
+        shutil.rmtree(out)
+    staging.rename(out)
+    return out
+
+
+def save_atomically(output_dir: str | Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
+    """Call ``write(tmp)`` on a temporary sibling folder, then move it to `output_dir` (nothing half-written)."""
+    out = check_output_dir(output_dir, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write(tmp)
+        publish_folder(tmp, out, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,53 @@
+"""Facts about the running environment: the package version, installed versions, dtypes, the cache folder.
+
+```python
+>>> from hf_longrope2.utils.environment import cache_dir, torch_dtype, versions
+>>> versions()["transformers"]                   # recorded in every log and report
+>>> torch_dtype("auto", torch.device("cpu"))     # torch.float32 (bfloat16 on a GPU)
+>>> cache_dir()                                  # $HF_LONGROPE2_CACHE or $HF_HOME/hf_longrope2
+```
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import torch
+
+__version__ = "0.1.0"
+
+#: Floating-point weight dtypes.
+FLOAT_DTYPES = ("float32", "bfloat16", "float16")
+#: Weight dtypes a verb accepts; ``auto`` is bfloat16 on a GPU and float32 on a CPU.
+DTYPES = ("auto", *FLOAT_DTYPES)
+
+
+def torch_dtype(name: str, device: torch.device | None = None) -> torch.dtype:
+    """The torch dtype of `name` (one of [`DTYPES`]); ``auto``: bfloat16 on CUDA `device`, float32 otherwise."""
+    if name not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {name!r}")
+    if name == "auto":
+        return torch.bfloat16 if device is not None and device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def versions() -> dict:
+    """Python and the versions of the packages a result depends on (None when not installed)."""
+    out = {"python": platform.python_version()}
+    for name in ("hf-longrope2", "torch", "transformers", "accelerate", "datasets"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def cache_dir() -> Path:
+    """Where tokenised samples are cached: ``$HF_LONGROPE2_CACHE`` or ``$HF_HOME/hf_longrope2`` (~/.cache/...)."""
+    if os.environ.get("HF_LONGROPE2_CACHE"):
+        return Path(os.environ["HF_LONGROPE2_CACHE"])
+    hf_home = os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface"))
+    return Path(hf_home) / "hf_longrope2"

@@ -1,0 +1,169 @@
+"""Checks run before any verb loads a model or reads a file: clear one-line errors instead of deep tracebacks.
+
+```python
+>>> from hf_longrope2.utils.loading import model_source, read_json
+>>> model_source("./smollm2-32k")          # a complete local folder, or a Hub id; ValueError naming the problem
+>>> read_json("factors.json", "--factors-file")
+```
+
+[`model_source`] tells a local path from a Hub id: a path that does not exist is refused at once (never sent
+to the Hub), and an existing folder is checked without loading it: ``config.json`` parses, its rope values
+are finite and positive ([`check_rope_values`]), and every ``*.safetensors`` file (and every shard of an
+index) is complete. Everything raises `ValueError` with the file (and key) named and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+# rope keys that hold a factor, a scale or a length: finite and > 0 whatever the rope type
+POSITIVE_ROPE_KEYS = (
+    "factor", "long_factor", "short_factor", "long_mscale", "short_mscale", "attention_factor", "rope_theta",
+    "original_max_position_embeddings", "beta_fast", "beta_slow", "low_freq_factor", "high_freq_factor",
+    "mscale", "mscale_all_dim",
+)
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+def read_json(path: str | Path, what: str = "") -> Any:
+    """The JSON in `path`, or ValueError naming the file (and `what` it is for) with the position of the error."""
+    path = Path(path)
+    label = f"{what} {path}" if what else str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValueError(f"{label}: no such file") from None
+    except (IsADirectoryError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{label}: not a readable JSON file ({exc})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{label} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
+
+
+def _rope_dicts(config: dict) -> list[tuple[str, dict]]:
+    """(where, rope dict) of a config.json dict, nested per layer type or not (``rope_scaling`` too)."""
+    found = []
+    for key in ("rope_parameters", "rope_scaling"):
+        value = config.get(key)
+        if not isinstance(value, dict):
+            continue
+        if any(isinstance(v, dict) for v in value.values()):
+            found += [(f"{key}.{name}", v) for name, v in value.items() if isinstance(v, dict)]
+        else:
+            found.append((key, value))
+    return found
+
+
+def _bad_number(value: Any) -> bool:
+    return isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0
+
+
+def check_rope_values(config: dict, source: str) -> None:
+    """Refuse non-finite or non-positive rope factors, scales and lengths in the config dict read from `source`.
+
+    Raises:
+        ValueError: naming `source`, the key (and index) and the value.
+    """
+    for where, rope in _rope_dicts(config):
+        check_factor_values(rope, source, f"{where}.")
+    for key in ("max_position_embeddings", "rope_theta"):
+        if key in config and config[key] is not None and _bad_number(config[key]):
+            raise ValueError(f"{source}: {key} is {config[key]!r}; it must be a finite number > 0")
+
+
+def check_factor_values(values: dict, source: str, prefix: str = "") -> None:
+    """Refuse non-finite or non-positive factors and scales among the keys of `values` (a rope dict, a factors file).
+
+    Raises:
+        ValueError: naming `source`, the key (and index) and the value.
+    """
+    for key in POSITIVE_ROPE_KEYS:
+        value = values.get(key)
+        if value is None:
+            continue
+        items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+        for index, item in items:
+            if _bad_number(item):
+                at = f"{prefix}{key}" + (f"[{index}]" if index is not None else "")
+                raise ValueError(f"{source}: {at} is {item!r}; rope factors, scales and lengths must be finite "
+                                 "numbers > 0 (re-run the search or extend that wrote it)")
+
+
+def check_safetensors(path: Path) -> str | None:
+    """Why `path` is not a complete safetensors file (header and size), or None."""
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as f:
+            header_size = int.from_bytes(f.read(8), "little")
+            if not 0 < header_size <= size - 8:
+                return f"{path.name} is not a safetensors file ({size} bytes)"
+            header = json.loads(f.read(header_size))
+    except (OSError, ValueError) as exc:
+        return f"{path.name} has an unreadable safetensors header ({exc})"
+    end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    if 8 + header_size + end != size:
+        return f"{path.name} is truncated or padded: {size} bytes, its header describes {8 + header_size + end}"
+    return None
+
+
+def weight_problems(folder: Path, files: list[str]) -> list[str]:
+    """Problems of the ``*.safetensors`` weights among `files` (relative to `folder`): missing shards, bad files."""
+    problems = []
+    weights = [f for f in files if f.endswith(".safetensors")]
+    for index_name in [f for f in files if f.endswith(".safetensors.index.json")]:
+        try:
+            shards = set(json.loads((folder / index_name).read_text())["weight_map"].values())
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            problems.append(f"{index_name} is not a valid index (no weight_map: {exc})")
+            continue
+        missing = sorted(s for s in shards if s not in files)
+        if missing:
+            problems.append(f"{index_name} names shards that are missing: {missing}")
+    for name in weights:
+        problem = check_safetensors(folder / name)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def check_model_folder_loadable(folder: Path, flag: str = "--model", weights: bool = True) -> dict:
+    """The ``config.json`` dict of local model folder `folder`, after the checks of the module docstring."""
+    config_path = folder / "config.json"
+    if not config_path.is_file():
+        raise ValueError(f"{flag} {folder}: no config.json there, so it is not a saved model folder "
+                         "(save_pretrained, hf-longrope2 extend / search / midtrain, or convert-gguf write one)")
+    config = read_json(config_path)
+    if not isinstance(config, dict):
+        raise ValueError(f"{config_path} must hold a JSON object, got a {type(config).__name__}")
+    check_rope_values(config, str(config_path))
+    if weights:
+        files = sorted(p.name for p in folder.iterdir() if p.is_file())
+        problems = weight_problems(folder, files)
+        if problems:
+            raise ValueError(f"{flag} {folder}: {'; '.join(problems)}; re-save or re-download the model")
+    return config
+
+
+def model_source(name: str, flag: str = "--model", weights: bool = True) -> str:
+    """`name` checked as a model source: an existing local folder (checked), or a Hub id (left to the Hub).
+
+    A name that is not a Hub id (``./x``, ``/abs/x``, ``a/b/c``, ``~/x``) and does not exist is refused here,
+    so it is never sent to the Hub.
+
+    Raises:
+        ValueError: a missing local path, a file instead of a folder, or a folder failing the checks.
+    """
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"{flag} {name} is a file; pass a model folder (config.json, *.safetensors, tokenizer)")
+        check_model_folder_loadable(path, flag, weights)
+        return str(path)
+    if not HUB_ID.match(name) or name.startswith((".", "~")) or name.endswith(("/", ".json", ".gguf")):
+        raise ValueError(f"{flag} {name}: no such folder (and not a Hub id of the form namespace/name)")
+    return name

@@ -1,0 +1,307 @@
+"""Bad and unusual inputs across every verb: exit code, the one-line message, and nothing written or changed.
+
+Each case of `CASES` runs the real command line in-process on tiny models built once for the module, and
+asserts: the exit code, a message naming the bad thing (one line on stderr, no traceback), and that no file
+under the test's folders was created, changed or removed (the output folder never appears).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+
+from hf_longrope2 import cli
+from hf_longrope2.publish.cards import write_model_card
+from hf_longrope2.tiny.models import char_tokenizer, extended_pair
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY_RECIPE = str(ROOT / "recipes" / "tiny" / "midtrain.yaml")
+TOKEN = "hf_" + "Zq8" * 11 + "x"  # token-shaped: hf_ + 34 alphanumerics
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory, tiny_llama) -> Path:
+    """base/ (plain tiny Llama), ext/ (extended, with card), nan/ (ext with a NaN long factor), broken copies."""
+    root = tmp_path_factory.mktemp("models")
+    shutil.copytree(tiny_llama, root / "base")
+    _, ext = extended_pair("llama")
+    ext.save_pretrained(root / "ext")
+    char_tokenizer().save_pretrained(root / "ext")
+    write_model_card(root / "ext", base_model="tiny")
+    shutil.copytree(root / "ext", root / "nan")
+    config = json.loads((root / "nan" / "config.json").read_text())
+    config["rope_parameters"]["long_factor"][0] = float("nan")
+    (root / "nan" / "config.json").write_text(json.dumps(config))  # json writes NaN, as Python does
+    shutil.copytree(root / "base", root / "trunc_config")
+    text = (root / "trunc_config" / "config.json").read_text()
+    (root / "trunc_config" / "config.json").write_text(text[: len(text) // 2])
+    shutil.copytree(root / "base", root / "trunc_weights")
+    weights = root / "trunc_weights" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1000])
+    return root
+
+
+@dataclass
+class Case:
+    """One bad input: `argv(models, tmp)` (after ``hf-longrope2``), and what must come back."""
+
+    argv: Callable[[Path, Path], list[str]]
+    code: int
+    message: str  # a substring of the one error line
+    setup: Callable[[Path, Path], None] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def _output_is_file(models: Path, tmp: Path) -> None:
+    _write(tmp / "taken", "a file the user keeps")
+
+
+def _parent_is_file(models: Path, tmp: Path) -> None:
+    _write(tmp / "FILE", "a file, so FILE/out cannot be created")
+
+
+def _user_folder(models: Path, tmp: Path) -> None:
+    shutil.copytree(models / "ext", tmp / "mine")
+    _write(tmp / "mine" / "NOTES.md", "the user's notes")
+
+
+def _extend(model: str, out: str = "out", *extra: str) -> Callable[[Path, Path], list[str]]:
+    return lambda m, t: ["extend", "--model", str(m / model if not model.startswith("/") else model),
+                         "--target-length", "256", "--output-dir", str(t / out), *extra]
+
+
+def _search(model: str, out: str = "out", *extra: str) -> Callable[[Path, Path], list[str]]:
+    return lambda m, t: ["search", "--model", str(m / model), "--target-length", "256", "--dataset", "builtin:pydoc",
+                         "--num-samples", "2", "--output-dir", str(t / out), *extra]
+
+
+def _eval(model: str, out: str = "out") -> Callable[[Path, Path], list[str]]:
+    return lambda m, t: ["eval", "--model", str(m / model), "--lengths", "32", "--output-dir", str(t / out)]
+
+
+def _midtrain(model: str, out: str = "out") -> Callable[[Path, Path], list[str]]:
+    return lambda m, t: ["midtrain", "--config", TINY_RECIPE, "--model_name_or_path", str(m / model),
+                         "--output_dir", str(t / out)]
+
+
+CASES: dict[str, Case] = {
+    # a local path that does not exist: refused at once, never sent to the Hub
+    "extend-missing-model": Case(_extend("nope"), 2, "nope: no such folder"),
+    "search-missing-model": Case(_search("nope"), 2, "nope: no such folder"),
+    "eval-missing-model": Case(_eval("nope"), 2, "nope: no such folder"),
+    "midtrain-missing-model": Case(_midtrain("nope"), 2, "nope: no such folder"),
+    "export-missing-model": Case(lambda m, t: ["export-serving", "--model", str(m / "nope"), "--output-dir",
+                                               str(t / "out")], 2, "nope: no such folder"),
+    "factors-missing-model": Case(lambda m, t: ["factors", "--model", str(m / "nope"), "--target-length", "256"], 2,
+                                  "nope: no such folder"),
+    "extend-model-is-a-file": Case(_extend("base/config.json"), 2, "config.json is a file; pass a model folder"),
+    # broken model folders: named before anything is loaded
+    "extend-truncated-config": Case(_extend("trunc_config"), 2, "trunc_config/config.json is not valid JSON (line"),
+    "extend-truncated-weights": Case(_extend("trunc_weights"), 2, "model.safetensors is truncated or padded"),
+    "eval-truncated-weights": Case(_eval("trunc_weights"), 2, "model.safetensors is truncated or padded"),
+    "search-truncated-config": Case(_search("trunc_config"), 2, "is not valid JSON"),
+    # NaN in a saved config: refused by every verb with the file and key
+    "export-nan-config": Case(lambda m, t: ["export-serving", "--model", str(m / "nan"), "--output-dir",
+                                            str(t / "out")], 2, "rope_parameters.long_factor[0] is nan"),
+    "push-dry-run-nan-config": Case(lambda m, t: ["push", "--model", str(m / "nan"), "--repo-id", "me/x",
+                                                  "--dry-run"], 2, "rope_parameters.long_factor[0] is nan"),
+    "midtrain-nan-config": Case(_midtrain("nan"), 2, "rope_parameters.long_factor[0] is nan"),
+    "eval-nan-config": Case(_eval("nan"), 2, "rope_parameters.long_factor[0] is nan"),
+    "extend-nan-config": Case(_extend("nan"), 2, "rope_parameters.long_factor[0] is nan"),
+    "search-nan-config": Case(_search("nan"), 2, "rope_parameters.long_factor[0] is nan"),
+    # output paths: an existing file, a parent that cannot be written, a user's folder
+    "extend-output-is-a-file": Case(_extend("base", "taken"), 2, "taken is an existing file", _output_is_file),
+    "search-output-is-a-file": Case(_search("base", "taken"), 2, "taken is an existing file", _output_is_file),
+    "eval-output-is-a-file": Case(_eval("base", "taken"), 2, "taken is an existing file", _output_is_file),
+    "export-output-is-a-file": Case(lambda m, t: ["export-serving", "--model", str(m / "ext"), "--output-dir",
+                                                  str(t / "taken")], 2, "taken is an existing file", _output_is_file),
+    "demo-output-is-a-file": Case(lambda m, t: ["demo", "--output-dir", str(t / "taken")], 2,
+                                  "taken is an existing file", _output_is_file),
+    "midtrain-output-is-a-file": Case(_midtrain("ext", "taken"), 2, "taken is an existing file", _output_is_file),
+    "extend-parent-not-writable": Case(_extend("base", "FILE/out"), 2, "cannot write to", _parent_is_file),
+    "demo-parent-not-writable": Case(lambda m, t: ["demo", "--output-dir", str(t / "FILE" / "out")], 2,
+                                     "cannot write to", _parent_is_file),
+    "midtrain-into-a-model-folder": Case(_midtrain("ext", "mine"), 2, "mine exists and is not empty; pass --overwrite",
+                                         _user_folder),
+    "export-into-a-model-folder": Case(lambda m, t: ["export-serving", "--model", str(m / "ext"), "--output-dir",
+                                                     str(t / "mine")], 2, "exists and is not empty", _user_folder),
+    # YAML: syntax errors with their line, values through the flags' types
+    "yaml-syntax-error": Case(lambda m, t: ["extend", "--config", str(t / "bad.yaml")], 2,
+                              "bad.yaml: YAML syntax error at line 2",
+                              lambda m, t: _write(t / "bad.yaml", "model: x\ntarget_length: 256: 3\n")),
+    "yaml-float-for-int-extend": Case(lambda m, t: ["extend", "--config", str(t / "x.yaml")], 2,
+                                      "x.yaml: target_length: invalid int value 100.5",
+                                      lambda m, t: _write(t / "x.yaml", f"model: {m / 'base'}\ntarget_length: 100.5\n"
+                                                          f"output_dir: {t / 'out'}\n")),
+    "yaml-float-for-int-search": Case(lambda m, t: ["search", "--config", str(t / "x.yaml")], 2,
+                                      "x.yaml: target_length: invalid int value 100.5",
+                                      lambda m, t: _write(t / "x.yaml", f"model: {m / 'base'}\ntarget_length: 100.5\n"
+                                                          f"output_dir: {t / 'out'}\n")),
+    "yaml-not-a-mapping": Case(lambda m, t: ["extend", "--config", str(t / "x.yaml")], 2, "must hold a mapping",
+                               lambda m, t: _write(t / "x.yaml", "- a\n- b\n")),
+    "yaml-missing-file": Case(lambda m, t: ["extend", "--config", str(t / "none.yaml")], 2, "none.yaml: no such file"),
+    # factor files and resume states: the file named
+    "factors-file-not-json": Case(_extend("base", "out", "--factors-file", "/dev/null"), 2,
+                                  "--factors-file /dev/null is not valid JSON"),
+    "factors-file-empty-object": Case(lambda m, t: [*_extend("base")(m, t), "--factors-file", str(t / "f.json")], 2,
+                                      "has no 'long_factor' key", lambda m, t: _write(t / "f.json", "{}")),
+    "factors-file-nan": Case(lambda m, t: [*_extend("base")(m, t), "--factors-file", str(t / "f.json")], 2,
+                             "long_factor[1] is nan",
+                             lambda m, t: _write(t / "f.json", '{"long_factor": [1.0, NaN, 2.0, 2.0]}')),
+    "search-corrupt-resume-state": Case(_search("base", "out", "--resume"), 2,
+                                        "the search state " , lambda m, t: _write(t / "out.search-state" / "state.json",
+                                                                                  '{"version": 2, "sett')),
+    "eval-corrupt-resume-state": Case(lambda m, t: [*_eval("base")(m, t), "--resume"], 2, "is not an evaluation state",
+                                      lambda m, t: _write(t / "out.eval-state" / "state.json", "{}")),
+    # small things
+    "factors-theta-inf": Case(lambda m, t: ["factors", "--rotary-dim", "64", "--rope-theta", "inf",
+                                            "--original-length", "256", "--target-length", "2048"], 2,
+                              "--rope-theta must be a finite number > 1, got inf"),
+    "factors-theta-nan": Case(lambda m, t: ["factors", "--rotary-dim", "64", "--rope-theta", "nan",
+                                            "--original-length", "256", "--target-length", "2048"], 2,
+                              "--rope-theta must be a finite number > 1, got nan"),
+    "env-unknown-flag": Case(lambda m, t: ["env", "--bogus"], 2, "unrecognized arguments: --bogus"),
+    "extend-bad-int-flag": Case(_extend("base", "out", "--target-length", "1e3"), 2,
+                                "argument --target_length/--target-length: invalid int value: '1e3'"),
+    # the network down, with a token: one line, nothing uploaded
+    "push-network-down": Case(lambda m, t: ["push", "--model", str(m / "ext"), "--repo-id", "me/x"], 2,
+                              "could not reach the Hub at http://127.0.0.1:9", env={"HF_TOKEN": TOKEN}),
+}
+
+
+def _tree(*roots: Path) -> dict[str, tuple[int, int]]:
+    """Every path under `roots` with its size and modification time."""
+    found = {}
+    for root in roots:
+        for path in [root, *root.rglob("*")] if root.exists() else []:
+            stat = path.lstat()
+            found[str(path)] = (stat.st_size if path.is_file() else 0, stat.st_mtime_ns)
+    return found
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input_is_one_line_exit_code_and_nothing_written(name, models, tmp_path, capsys, monkeypatch):
+    case = CASES[name]
+    monkeypatch.setenv("HF_LONGROPE2_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("HF_LONGROPE2_DEBUG", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    for key, value in case.env.items():
+        monkeypatch.setenv(key, value)
+    work = tmp_path / "work"
+    work.mkdir()
+    if case.setup:
+        case.setup(models, work)
+    argv = case.argv(models, work)
+    before = _tree(models, work)
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == case.code, err
+    assert case.message in err, err
+    assert lines[-1].startswith(f"hf-longrope2 {argv[0]}: error: ") and "Traceback" not in err, err
+    assert _tree(models, work) == before  # nothing created, changed or removed
+
+
+def test_debug_shows_the_traceback(models, tmp_path, capsys, monkeypatch):
+    argv = _extend("nope")(models, tmp_path)
+    with pytest.raises(ValueError, match="no such folder"):
+        cli.main(["--debug", *argv])
+    monkeypatch.setenv("HF_LONGROPE2_DEBUG", "1")
+    with pytest.raises(ValueError, match="no such folder"):
+        cli.main(argv)
+
+
+def test_ctrl_c_in_search_keeps_the_state_and_says_how_to_resume(models, tmp_path, capsys, monkeypatch):
+    from hf_longrope2.search.evolution import Search
+
+    monkeypatch.setenv("HF_LONGROPE2_CACHE", str(tmp_path / "cache"))
+    argv = ["search", "--model", str(models / "base"), "--target-length", "512", "--dataset", "builtin:pydoc",
+            "--num-samples", "2", "--population", "4", "--iterations", "1", "--output-dir", str(tmp_path / "out")]
+
+    def interrupted(self):  # Ctrl-C once the references are scored and saved
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Search, "generate", interrupted)
+        assert cli.main(argv) == 130
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("hf-longrope2")][-1]
+    state = tmp_path / "out.search-state"
+    assert err == (f"hf-longrope2 search: interrupted; its state in {state} is kept; continue with: hf-longrope2 "
+                   f"{' '.join(argv)} --resume")
+    assert (state / "state.json").is_file() and not (tmp_path / "out").exists()
+    assert cli.main([*argv, "--resume"]) == 0  # the printed command continues it
+    assert (tmp_path / "out" / "search_log.json").is_file() and not state.exists()
+
+
+def test_ctrl_c_elsewhere_says_nothing_was_written(models, tmp_path, capsys, monkeypatch):
+    import transformers
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", interrupted)
+    assert cli.main(_extend("base")(models, tmp_path)) == 130
+    assert capsys.readouterr().err.strip().endswith(
+        "hf-longrope2 extend: interrupted; nothing was written (outputs appear only once complete)")
+    assert not (tmp_path / "out").exists()
+
+
+def _tiny_midtrain(tmp_path: Path, *extra: str) -> list[str]:
+    return ["midtrain", "--config", TINY_RECIPE, "--output_dir", str(tmp_path / "out"), "--max_steps", "2",
+            "--logging_steps", "1", *extra]
+
+
+def test_a_token_passed_to_midtrain_is_in_no_byte_written(tmp_path):
+    argv = _tiny_midtrain(tmp_path, "--hub_token", TOKEN, "--save_strategy", "steps", "--save_steps", "1")
+    assert cli.main(argv) == 0
+    out, checkpoints = tmp_path / "out", tmp_path / "out.checkpoints"
+    written = [p for p in [*out.rglob("*"), *checkpoints.rglob("*")] if p.is_file()]
+    assert (checkpoints / "checkpoint-1" / "trainer_state.json").is_file() and len(written) > 10
+    leaks = [str(p) for p in written if TOKEN.encode() in p.read_bytes()]
+    assert leaks == []
+    assert not (out / "training_args.bin").exists()  # no pickle of the arguments in the final folder
+    arguments = json.loads((out / "training_args.json").read_text())
+    assert arguments["hub_token"] in (None, "<masked>", "<HUB_TOKEN>") and arguments["max_steps"] == 2
+
+
+def test_midtrain_final_save_is_atomic(tmp_path, capsys, monkeypatch):
+    import hf_longrope2.midtrain.runner as midtrain
+
+    def failing_card(folder, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(midtrain, "write_model_card", failing_card)
+    assert cli.main(_tiny_midtrain(tmp_path)) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # the folder is complete or absent
+    assert midtrain.checkpoints_dir(tmp_path / "out").is_dir()
+
+
+def test_demo_resume_trusts_only_complete_stages(models, tmp_path):
+    from hf_longrope2.demo import is_complete
+
+    folder = Path(shutil.copytree(models / "ext", tmp_path / "stage"))
+    assert is_complete(folder)
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10])  # a save cut short
+    assert not is_complete(folder)
+    weights.unlink()
+    assert not is_complete(folder)  # config.json alone is not a finished stage
+    runs = []
+    from hf_longrope2.demo import stage
+
+    assert stage("x", folder, resume=True, run=lambda: runs.append(1) or 0) and runs == [1]
+    assert not folder.exists()  # the incomplete folder was removed before the stage ran again

@@ -1,0 +1,299 @@
+"""``hf-longrope2 search`` end to end on a tiny Llama: output folder, pruning equivalence, resume, processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from hf_longrope2 import cli, factors
+from hf_longrope2.tiny.models import ORIGINAL, VOCAB, load_in_isolation
+
+ROOT = Path(__file__).resolve().parents[2]
+TEXT = "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness. "
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory, tiny_llama):
+    root = tmp_path_factory.mktemp("search")
+    shutil.copytree(tiny_llama, root / "tiny")
+    text = root / "text"
+    text.mkdir()
+    for i in range(6):
+        (text / f"book{i}.txt").write_text(f"Book {i}. " + TEXT * (30 + 5 * i))
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_LONGROPE2_CACHE", str(tmp_path / "cache"))
+
+
+def _argv(assets, out, *extra):
+    return ["--model", str(assets / "tiny"), "--dataset", str(assets / "text"), "--output_dir", str(out), *extra]
+
+
+SMALL = ["--target-length", "512", "--population", "8", "--iterations", "2", "--num-samples", "2"]
+REAL = ["--target_length", "448", "--population", "8", "--parents", "4", "--iterations", "3", "--num_samples", "3",
+        "--candidates_per_step", "4"]
+
+
+def _log(out) -> dict:
+    return json.loads((Path(out) / "search_log.json").read_text())
+
+
+def test_search_writes_a_loadable_extended_model(assets, tmp_path):
+    out = tmp_path / "out"
+    started = time.perf_counter()
+    assert cli.main(["search", *_argv(assets, out, *SMALL)]) == 0
+    assert time.perf_counter() - started < 60
+    config = json.loads((out / "config.json").read_text())
+    rope = config["rope_parameters"]
+    assert rope["rope_type"] == "longrope2" and rope["original_max_position_embeddings"] == ORIGINAL
+    assert config["max_position_embeddings"] == 512 and config["auto_map"]
+    log = _log(out)
+    assert rope["long_factor"] == log["best"]["long_factor"] and rope["critical_dim"] == log["best"]["critical_dim"]
+    assert factors.is_monotone(rope["long_factor"], rope["critical_dim"])
+    assert all(16.0 <= x <= 32.0 for x in rope["long_factor"][rope["critical_dim"]:])
+    assert set(log["seeds"]) == {"pi", "ntk", "yarn"} and all(s["score"] > 1 for s in log["seeds"].values())
+    best_seed = min(log["seeds"].values(), key=lambda s: s["score"])  # samples scored hardest first
+    assert [best_seed["losses"][j] for j in log["sample_order"]] == sorted(best_seed["losses"], reverse=True)
+    assert len(log["best_per_iteration"]) == 3 and len(log["evaluated"]) == 8 + 2 * 4
+    scores = [b["score"] for b in log["best_per_iteration"]]
+    assert scores == sorted(scores, reverse=True)  # elitist: the best never gets worse
+    for key in ("settings", "versions", "wall_time_s", "sample_forwards"):
+        assert key in log
+    assert {"critical_dim", "score", "key", "tail"} <= set(log["evaluated"][0])
+    assert log["weights"] == "linked" and (out / "model.safetensors").stat().st_ino == (
+        assets / "tiny" / "model.safetensors").stat().st_ino
+    for png in ("search_progress.png", "factors.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not Path(f"{out}.search-state").exists() and (out / "tokenizer.json").exists()
+    ids = torch.randint(3, VOCAB, (1, 300))
+    torch.save(ids, tmp_path / "ids.pt")
+    load_in_isolation([{"dir": str(out), "trust_remote_code": True, "inputs": str(tmp_path / "ids.pt"),
+                        "output": str(tmp_path / "logits.pt")}], tmp_path)
+    loaded = torch.load(tmp_path / "logits.pt")
+    assert loaded["class"].endswith("LongRoPE2LlamaForCausalLM") and torch.isfinite(loaded["logits"]).all()
+
+
+def test_same_seed_same_search(assets, tmp_path):
+    for name in ("a", "b"):
+        assert cli.main(["search", *_argv(assets, tmp_path / name, *SMALL, "--seed", "5")]) == 0
+    a, b = _log(tmp_path / "a"), _log(tmp_path / "b")
+    assert [e["key"] for e in a["evaluated"]] == [e["key"] for e in b["evaluated"]]
+    assert a["best"] == b["best"]
+
+
+class _Single:
+    process_index, num_processes, is_main_process = 0, 1, True
+
+
+def _synthetic_search(tmp_path, prune: bool):
+    """A Search whose per-sample losses are a known function of the factors (far from an optimum = large)."""
+    import math
+    import random
+
+    from hf_longrope2.search import SearchConfig
+    from hf_longrope2.search.evolution import Search
+    from hf_longrope2.search.scoring import accumulate
+    from hf_longrope2.search.space import SearchSpace
+
+    weights = [3.0, 2.0, 1.5, 1.0, 0.7, 0.5]  # hardest first, as an ordering heuristic would do
+    optimum = [math.log(1.0 + 0.5 * i) for i in range(16)]
+    calls = []
+
+    def evaluate(long_factor, critical_dim, threshold, long_mscale=None):
+        distance = sum((math.log(x) - o) ** 2 for x, o in zip(long_factor, optimum, strict=True))
+
+        def losses():
+            for w in weights:
+                calls.append(1)
+                yield w * (1.0 + 10.0 * distance), 1
+
+        return accumulate(losses(), len(weights), threshold)
+
+    args = SearchConfig(model="m", output_dir=str(tmp_path / f"out{prune}"), target_length=256, num_samples=6,
+                           population=16, parents=6, iterations=5, prune=prune, candidates_per_step=4)
+    space = SearchSpace(32, 4.0, range(4, 9))
+    state = Search.new_state(args, random.Random(0), {"pi": {"long_factor": [4.0] * 16, "long_mscale": 1.0}})
+    return Search(args, space, 32, evaluate, _Single(), state).run(), len(calls)
+
+
+def test_references_are_scored_with_their_own_attention_factor(assets, tmp_path):
+    """The PI / NTK / YaRN seeds are the methods as defined: their factors and their own attention factor."""
+    import math
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    import hf_longrope2
+    from hf_longrope2.data.needles import NeedleSettings, needle_samples
+    from hf_longrope2.losses import labelled_nll
+
+    out = tmp_path / "out"
+    assert cli.main(["search", *_argv(assets, out, *SMALL)]) == 0
+    seeds, settings = _log(out)["seeds"], _log(out)["settings"]
+    assert seeds["pi"]["long_mscale"] == seeds["ntk"]["long_mscale"] == 1.0
+    assert seeds["yarn"]["long_mscale"] == pytest.approx(0.1 * math.log(16) + 1)
+    tokenizer = AutoTokenizer.from_pretrained(assets / "tiny")
+    samples = needle_samples(tokenizer, NeedleSettings(
+        dataset=str(assets / "text"), target_length=512, num_samples=2, split=settings["dataset_split"],
+        text_column=settings["text_column"], seed=settings["seed"], max_depth=settings["max_depth"]))
+    model = AutoModelForCausalLM.from_pretrained(assets / "tiny")
+    hf_longrope2.extend(model, **factors.baseline("yarn", 16, model.config.rope_parameters["rope_theta"], ORIGINAL, 512),
+                        max_position_embeddings=512)
+    with torch.no_grad():
+        losses = labelled_nll(model, samples.input_ids, samples.labels).double()
+    assert seeds["yarn"]["score"] == pytest.approx(math.exp(losses.mean().item()), rel=1e-5)
+
+
+def test_pruning_is_exact_and_saves_forwards(tmp_path):
+    pruned, pruned_calls = _synthetic_search(tmp_path, prune=True)
+    full, full_calls = _synthetic_search(tmp_path, prune=False)
+    assert pruned["best_per_iteration"] == full["best_per_iteration"]
+    assert list(pruned["evaluated"]) == list(full["evaluated"])  # the same parents bred the same children
+    stopped = [k for k, e in pruned["evaluated"].items() if e["pruned"]]
+    assert len(stopped) >= 8 and pruned_calls == pruned["sample_forwards"] < full_calls == full["sample_forwards"]
+    for key in stopped:  # a stopped candidate's partial sum is a lower bound of its real total ...
+        assert pruned["evaluated"][key]["total"] <= full["evaluated"][key]["total"]
+        assert pruned["evaluated"][key]["samples"] < 6
+    ranked = sorted((e["total"], k) for k, e in full["evaluated"].items())
+    assert not {k for _, k in ranked[:6]} & set(stopped)  # ... and none of them is among the final parents
+
+
+def test_pruning_flag_on_a_real_model_changes_nothing_but_cost(assets, tmp_path):
+    assert cli.main(["search", *_argv(assets, tmp_path / "pruned", *REAL)]) == 0
+    assert cli.main(["search", *_argv(assets, tmp_path / "full", *REAL, "--prune", "false")]) == 0
+    pruned, full = _log(tmp_path / "pruned"), _log(tmp_path / "full")
+    assert pruned["best"] == full["best"] and pruned["best_per_iteration"] == full["best_per_iteration"]
+    assert [e["key"] for e in pruned["evaluated"]] == [e["key"] for e in full["evaluated"]]
+    assert pruned["sample_forwards"] <= full["sample_forwards"]
+
+
+def test_evaluator_stops_early_with_a_lower_bound(assets):
+    from transformers import AutoModelForCausalLM
+
+    import hf_longrope2  # noqa: F401  (registers the rope type)
+    from hf_longrope2.data.needles import NeedleSettings, needle_samples
+    from hf_longrope2.search.scoring import Evaluator
+    from hf_longrope2.tiny.models import char_tokenizer
+
+    samples = needle_samples(char_tokenizer(), NeedleSettings(dataset=str(assets / "text"), target_length=448,
+                                                              num_samples=4))
+    model = AutoModelForCausalLM.from_pretrained(assets / "tiny").eval()
+    evaluate = Evaluator(model, samples, 448)
+    lf = factors.pi(16, 448 / ORIGINAL)
+    whole = evaluate(lf, None, float("inf"))
+    assert not whole["pruned"] and whole["samples"] == 4
+    first = evaluate(lf, None, 0.0)  # any positive loss exceeds a zero threshold after the first sample
+    assert first["pruned"] and first["samples"] == 1 and 0 < first["total"] < whole["total"]
+
+
+# The search process SIGKILLs itself at a fixed point: while writing the state that holds the 10th evaluated
+# candidate (inside iteration 1), before the rename, so that write is lost and the previous state survives.
+KILL_AT_10TH_CANDIDATE = """
+import os, signal, sys
+from hf_longrope2.search import evolution
+
+real = evolution.write_json_atomically
+
+def write_json_atomically(path, data, *args, **kwargs):
+    if len(data["evaluated"]) >= 10:
+        path.with_name(".state.tmp-killed").write_text(str(data)[:100])  # a half-written temporary file
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(path, data, *args, **kwargs)
+
+evolution.write_json_atomically = write_json_atomically
+from hf_longrope2.cli import main
+sys.exit(main(["search", *sys.argv[1:]]))
+"""
+
+
+@pytest.mark.slow  # three searches, one in a subprocess
+def test_resume_after_sigkill_gives_the_same_result(assets, tmp_path):
+    args = _argv(assets, tmp_path / "killed", *REAL, "--candidates_per_step", "1")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", KILL_AT_10TH_CANDIDATE, *args], env=env, capture_output=True,
+                          timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    state = Path(f"{tmp_path / 'killed'}.search-state") / "state.json"
+    saved = json.loads(state.read_text())
+    assert len(saved["evaluated"]) == 9 and not saved["done"] and not (tmp_path / "killed" / "config.json").exists()
+    with pytest.raises(FileExistsError, match="--resume"):
+        cli_main_raising(args)
+    assert cli.main(["search", *args, "--resume"]) == 0
+    assert cli.main(["search", *_argv(assets, tmp_path / "whole", *REAL, "--candidates_per_step", "1")]) == 0
+    resumed, whole = _log(tmp_path / "killed"), _log(tmp_path / "whole")
+    assert resumed["best"] == whole["best"] and resumed["best_per_iteration"] == whole["best_per_iteration"]
+    assert [e["key"] for e in resumed["evaluated"]] == [e["key"] for e in whole["evaluated"]]
+
+
+def cli_main_raising(args):
+    from hf_longrope2.cli.search import main
+
+    main(args)
+
+
+@pytest.mark.slow  # accelerate launch of 2 processes
+def test_two_processes_give_the_same_result(assets, tmp_path):
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29533",
+              str(ROOT / "recipes" / "search.py")]
+    subprocess.run([*launch, *_argv(assets, tmp_path / "two", *REAL)], env=env, check=True, timeout=300,
+                   capture_output=True)
+    assert cli.main(["search", *_argv(assets, tmp_path / "one", *REAL)]) == 0
+    two, one = _log(tmp_path / "two"), _log(tmp_path / "one")
+    assert two["num_processes"] == 2 and one["num_processes"] == 1
+    assert two["best"] == one["best"] and two["best_per_iteration"] == one["best_per_iteration"]
+
+
+@pytest.mark.parametrize(
+    "case, extra, message",
+    [
+        ("short", ["--target_length", "32"], "must be larger than the model's original window (32)"),
+        ("too-few", ["--target_length", "6000", "--num_samples", "2"], "only 1 of 6 documents"),
+        ("column", ["--target_length", "448", "--dataset", "JSONL"], "'body'"),
+        ("unwritable", ["--target_length", "448", "--output_dir", "FILE/out"], "cannot write to"),
+    ],
+)
+def test_bad_input_is_a_clear_error_and_writes_nothing(assets, tmp_path, capsys, case, extra, message):
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text(json.dumps({"body": TEXT * 20}) + "\n")
+    (tmp_path / "file").write_text("not a folder")
+    extra = [str(jsonl) if x == "JSONL" else x.replace("FILE", str(tmp_path / "file")) for x in extra]
+    before = set(tmp_path.iterdir())
+    fast = ["--population", "2", "--iterations", "0", "--num_samples", "1"]  # should it not fail, fail fast
+    assert cli.main(["search", *_argv(assets, tmp_path / "out", *fast, *extra)]) == 2
+    assert message in capsys.readouterr().err
+    assert set(tmp_path.iterdir()) == before  # no output folder, no state
+
+
+def test_model_without_rope_is_refused(assets, tmp_path, capsys):
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=VOCAB)).save_pretrained(tmp_path / "gpt2")
+    argv = ["search", "--model", str(tmp_path / "gpt2"), "--target_length", "448", "--output_dir", str(tmp_path / "o")]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "gpt2" in err and "llama" in err and not (tmp_path / "o").exists()
+
+
+def test_resume_checks(assets, tmp_path, capsys):
+    assert cli.main(["search", *_argv(assets, tmp_path / "o", *SMALL, "--resume")]) == 2
+    assert "no search state" in capsys.readouterr().err
+    state = Path(f"{tmp_path / 'o'}.search-state")
+    state.mkdir()
+    (state / "state.json").write_text(json.dumps({"version": 2, "settings": {"seed": 99}}))
+    assert cli.main(["search", *_argv(assets, tmp_path / "o", *SMALL, "--resume")]) == 2
+    assert "settings differ from the saved search" in capsys.readouterr().err
+    (state / "state.json").write_text(json.dumps({"version": 1, "settings": {"seed": 99}}))  # before own mscales
+    assert cli.main(["search", *_argv(assets, tmp_path / "o", *SMALL, "--resume")]) == 2
+    assert "has state version 1, this hf-longrope2 writes 2" in capsys.readouterr().err

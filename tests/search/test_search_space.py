@@ -1,0 +1,60 @@
+"""Search-space operators: every candidate valid (grid, range, monotone), children new, seeded determinism."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from hf_longrope2 import factors
+from hf_longrope2.search.space import Candidate, SearchSpace
+
+
+def _space() -> SearchSpace:
+    return SearchSpace(rotary_dim=64, scale=4.0, critical_dims=range(12, 21), mutation_prob=0.3)
+
+
+def test_candidates_stay_valid_under_every_operator():
+    space, rng = _space(), random.Random(0)
+    population = space.initial_population(rng, 64)
+    assert len(population) == 64 and len({c.key for c in population}) == 64
+    seen = {c.key for c in population}
+    for _ in range(300):
+        child = space.mutate(rng, rng.choice(population), seen)
+        other = space.crossover(rng, rng.choice(population), rng.choice(population), seen)
+        for c in (child, other):
+            assert c is not None and space.is_valid(c) and c.key not in seen
+            seen.add(c.key)
+            population.append(c)
+    dims = {c.critical_dim for c in population}
+    assert dims == set(range(12, 21))  # d_rcd is searched across its whole range
+    for c in population:
+        lf = c.long_factor(64)
+        assert len(lf) == 32 and lf[0] == 1.0
+        assert factors.is_monotone(lf, c.critical_dim) and all(400 <= x <= 800 for x in c.tail)
+        assert math.isclose(lf[c.critical_dim - 1], lf[c.critical_dim] ** ((c.critical_dim - 1) / c.critical_dim))
+
+
+def test_seeded_determinism_and_key_round_trip():
+    a = _space().initial_population(random.Random(7), 32)
+    b = _space().initial_population(random.Random(7), 32)
+    assert a == b and a != _space().initial_population(random.Random(8), 32)
+    assert all(Candidate.from_key(c.key) == c for c in a)
+
+
+def test_projected_baselines_are_valid():
+    space = _space()
+    for vector in (factors.pi(64, 4.0), factors.ntk(64, 4.0), factors.yarn(64, 1e5, 4.0, 8192)):
+        c = space.project(vector, 20)
+        assert space.is_valid(c) and c.critical_dim == 20
+    assert space.project(factors.pi(64, 4.0), 20).tail == (400,) * 12
+
+
+def test_invalid_space_and_exhausted_parent():
+    with pytest.raises(ValueError, match=r"subset of \[0, 31\]"):
+        SearchSpace(64, 4.0, [32])
+    tiny = SearchSpace(4, 1.0, [1], mutation_prob=1.0)  # one pair on a 101-point grid
+    parent = Candidate(1, (100,))
+    seen = {f"1:{x}" for x in range(100, 201)}
+    assert tiny.mutate(random.Random(0), parent, seen) is None  # nothing new is left: no endless loop
