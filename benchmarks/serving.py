@@ -422,7 +422,7 @@ def short_window_cost(models: dict[str, Path], documents: int, needles: int) -> 
     out["_base"] = {"ppl": perplexity(window_nll(base, windows))["ppl"],
                     "niah": sum(v for v in score_niah(base, tok, grid.values(), batch_size=4).values())
                     / len(grid)}
-    out["_settings"] = {"window": window, "ppl_windows": documents, "niah_samples": len(grid),
+    out["_settings"] = {"window": window, "ppl_windows": documents, "niah_cells": len(grid), "needles_per_cell": needles,
                         "text": f"{DATASET} (held out of every training stage)"}
     return out
 
