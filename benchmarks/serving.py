@@ -60,22 +60,19 @@ METHODS = ("pi", "ntk", "yarn", "longrope2", "longrope2_midtrained")
 def build_models(work: Path, base: Path, target: int, midtrain_steps: int) -> dict[str, Path]:
     """The searched LongRoPE2 model (and it midtrained as the demo does), PI / NTK / YaRN, and the serving export of
     the searched model; stages already in `work` are reused."""
-    from hf_longrope2 import cli
-    from hf_longrope2.demo import Budget, data_stage, midtrain_stage, search_stage
+    from hf_longrope2.demo import Budget, data_stage, extend_stage, midtrain_stage, search_stage, stage
+    from hf_longrope2.extension import export_for_serving
 
     budget = Budget(population=8, iterations=2, search_samples=4, midtrain_steps=0, needles=0, depths=(0.0,),
                     ppl_documents=0)
     search_stage(base, target, work / "longrope2", budget, seed=0, resume=True)
     for method in ("pi", "ntk", "yarn"):
-        if not (work / method / "config.json").exists():
-            assert cli.main(["extend", "--model", str(base), "--method", method, "--target-length", str(target),
-                             "--output-dir", str(work / method), "--overwrite"]) == 0
+        extend_stage(base, method, target, work / method, resume=True)
     window = target // 8
     data_stage(base, work / "data", target, window, midtrain_steps, 0, resume=True)
     midtrain_stage(work / "longrope2", work / "longrope2_midtrained", target, midtrain_steps, 0, True, work / "data")
-    if not (work / "serving" / "config.json").exists():
-        assert cli.main(["export-serving", "--model", str(work / "longrope2"), "--output-dir",
-                         str(work / "serving"), "--overwrite"]) == 0
+    stage("export-serving", work / "serving", True,
+          lambda: export_for_serving(work / "longrope2", work / "serving", overwrite=True))
     return {"base": base, **{m: work / m for m in METHODS}, "serving": work / "serving"}
 
 

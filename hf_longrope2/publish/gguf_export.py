@@ -35,6 +35,7 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from ..modeling.rope import default_long_mscale
+from ..utils.atomic import atomic_path
 from ..utils.loading import check_model_folder_loadable
 from .gguf_convert import require_gguf
 
@@ -168,9 +169,8 @@ def export_gguf(model_dir: str | os.PathLike, output_file: str | os.PathLike, *,
     state = _load_state_dict(folder)
     tied = "lm_head.weight" not in state or bool(config.get("tie_word_embeddings"))
 
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with atomic_path(out) as tmp:  # a temporary sibling, renamed to `out` only once the file is complete
         writer = gguf.GGUFWriter(str(tmp), "llama")
         writer.add_name(folder.resolve().name)
         writer.add_file_type(gguf.LlamaFileType.ALL_F32 if dtype == "float32" else gguf.LlamaFileType.MOSTLY_F16)
@@ -223,9 +223,6 @@ def export_gguf(model_dir: str | os.PathLike, output_file: str | os.PathLike, *,
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

@@ -44,6 +44,14 @@ def write_json_atomically(path: str | Path, data, indent: int = 1) -> Path:
     return write_text_atomically(path, json.dumps(data, indent=indent, default=str))
 
 
+def _refuse_taken(out: Path, overwrite: bool) -> Path:
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--output-dir {out} is an existing file, not a folder; choose another --output-dir")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite or choose another --output-dir")
+    return out
+
+
 def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> Path:
     """Refuse, before any expensive work, an output folder that cannot be (re)written.
 
@@ -51,11 +59,7 @@ def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> Path:
         FileExistsError: `output_dir` is a file, or a non-empty folder and not `overwrite`.
         PermissionError: its parent folder cannot be created or written.
     """
-    out = Path(output_dir)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--output-dir {out} is an existing file, not a folder; choose another --output-dir")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty; pass --overwrite or choose another --output-dir")
+    out = _refuse_taken(Path(output_dir), overwrite)
     parent = out.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -66,9 +70,12 @@ def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> Path:
 
 
 def publish_folder(staging: str | Path, output_dir: str | Path, overwrite: bool = False) -> Path:
-    """Move the complete folder `staging` (a sibling of `output_dir`) into place, replacing it if `overwrite`."""
-    staging, out = Path(staging), Path(output_dir)
-    check_output_dir(out, overwrite)
+    """Move the complete folder `staging` (a sibling of `output_dir`) into place, replacing it if `overwrite`.
+
+    The output is checked again (it may have appeared while `staging` was written); the parent needs no new
+    write probe, `staging` was just written there.
+    """
+    staging, out = Path(staging), _refuse_taken(Path(output_dir), overwrite)
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp creates 0700; the result should look like any other folder
