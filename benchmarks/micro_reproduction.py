@@ -25,7 +25,11 @@ vary only through the samples). Measures, mean and standard deviation over seeds
   where exact match saturates), for every model, so before (``pi``, ``yarn``, ``longrope2_search``, ...) and
   after midtraining;
 - ``niah_by_steps``: NIAH at 8x after 10, 20, ... steps and at the end, from midtraining checkpoints;
-- ``ruler``: RULER-style multi-key, multi-value and variable tracking at 8x, never trained on.
+- ``ruler``: RULER-style multi-key, multi-value and variable tracking at 8x, never trained on;
+- ``niah_digits``: at 2x and 8x, the share of NIAH answers whose first 7 generated digits are the answer
+  (RULER's "contains" criterion) and the share that are right but go on with more digits (``overshoot``):
+  exact match counts those as wrong, and the overshoot measures how well a model still counts the 7 digits, a
+  local-order skill that lives in the high-frequency rotary pairs.
 
 Results in ``benchmarks/results/micro_reproduction.json`` and ``.md``. Every stage is kept in ``--work-dir``, so
 an interrupted run continues where it stopped.
@@ -118,6 +122,37 @@ def niah_at(folder: Path, length: int, budget: Budget, seed: int) -> float:
     return sum(accuracy.values()) / len(accuracy)
 
 
+def niah_digits(folder: Path, lengths: list[int], budget: Budget, seed: int) -> dict[str, dict[str, float]]:
+    """Per length: exact match, the share whose first digits are the answer, the share of those that go on with
+    further digits, and the share that starts with no digit at all (greedy, 3 tokens beyond the answer room)."""
+    import re
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from hf_longrope2.data.texts import load_texts
+    from hf_longrope2.evaluation.niah import exact_match, greedy_continuations, haystack_stream, niah_grid
+
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    tok = AutoTokenizer.from_pretrained(folder)
+    docs = [tok(t, add_special_tokens=False)["input_ids"] for t in load_texts(DATASET)]
+    stream = haystack_stream(docs, tok("\n\n", add_special_tokens=False)["input_ids"], max(lengths), seed)
+    grid = niah_grid(tok, stream, lengths, list(budget.depths), budget.needles, seed=seed)
+    counts: dict[int, list[int]] = {n: [0, 0, 0, 0, 0] for n in lengths}  # exact, right, overshoot, none, samples
+    for (length, _), cell in grid.items():
+        for out, answer in zip(greedy_continuations(model, cell.prompts, cell.max_new_tokens + 3), cell.answers,
+                               strict=True):
+            text = tok.decode(out, skip_special_tokens=True)
+            digits = re.match(r"\s*(\d*)", text).group(1)
+            c = counts[length]
+            c[0] += exact_match(text, answer)
+            c[1] += digits.startswith(answer)
+            c[2] += digits.startswith(answer) and len(digits) > len(answer)
+            c[3] += not digits
+            c[4] += 1
+    return {str(n): {"exact": c[0] / c[4], "digits": c[1] / c[4], "overshoot": c[2] / c[4], "no_answer": c[3] / c[4]}
+            for n, c in counts.items()}
+
+
 def run_seed(seed: int, work: Path, base: Path, window: int, budget: Budget, scale: int, max_scale: int) -> dict:
     """Every stage of one seed; returns the evaluation report plus the answer NLLs and learning curves."""
     target = scale * window
@@ -154,6 +189,10 @@ def run_seed(seed: int, work: Path, base: Path, window: int, budget: Budget, sca
             for name in MIDTRAINED
         }
         write_json_atomically(extra_file, extra)
+    if "niah_digits" not in extra:
+        extra["niah_digits"] = {name: niah_digits(folder, [2 * window, target], budget, 3000 + seed)
+                                for name, folder in folders.items()}
+        write_json_atomically(extra_file, extra)
     return report | extra
 
 
@@ -184,6 +223,9 @@ def aggregate(reports: list[dict]) -> dict:
             "retention_pct": statistics.fmean(e["short"]["retention_pct"] for e in entries),
             "ppl_by_length": {n: statistics.fmean(e["perplexity"][n]["ppl"] for e in entries)
                               for n in sorted(entries[0]["perplexity"], key=int)},
+            "niah_digits": {n: {k: _mean_std([r["niah_digits"][name][n][k] for r in reports])
+                                for k in ("exact", "digits", "overshoot")}
+                            for n in reports[0]["niah_digits"][name]},
             "seeds": len(entries),
         }
         if name in MIDTRAINED:
@@ -233,6 +275,17 @@ def markdown(result: dict) -> str:
               "| method | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
     for name, m in methods.items():
         lines.append(f"| {name} | " + " | ".join(_pm(m["ruler"][t], pct=True) for t in tasks) + " |")
+    digit_lengths = list(next(iter(methods.values()))["niah_digits"])
+    lines += ["", "## Exact match vs digits right: NIAH answers at "
+              + " and ".join(f"{int(n) // window}x" for n in digit_lengths)
+              + " (separate samples; digits right: the first 7 generated digits are the answer, RULER's criterion; "
+              "overshoot: right, then more digits, which exact match counts as wrong)", "",
+              "| method | " + " | ".join(f"{int(n) // window}x {k}" for n in digit_lengths
+                                        for k in ("exact", "digits right", "overshoot")) + " |",
+              "|" + "---|" * (3 * len(digit_lengths) + 1)]
+    for name, m in methods.items():
+        lines.append(f"| {name} | " + " | ".join(_pm(m["niah_digits"][n][k], pct=True) for n in digit_lengths
+                                                for k in ("exact", "digits", "overshoot")) + " |")
     curved = {name: m["niah_by_steps"] for name, m in methods.items() if "niah_by_steps" in m}
     steps = list(next(iter(curved.values())))
     lines += ["", f"## Learning curve: NIAH at {target} tokens after n midtraining steps", "",

@@ -95,7 +95,7 @@ FULL = Budget(population=16, iterations=4, search_samples=6, midtrain_steps=150,
 QUICK = Budget(population=4, iterations=1, search_samples=2, midtrain_steps=6, needles=2, depths=(0.0, 0.5, 1.0),
                ppl_documents=1)
 # benchmarks/micro_reproduction.py: 11 models per seed, so fewer needles than the demo; RULER tasks at 8x only
-MICRO = Budget(population=16, iterations=4, search_samples=6, midtrain_steps=40, needles=4,
+MICRO = Budget(population=16, iterations=4, search_samples=6, midtrain_steps=80, needles=4,
                depths=(0.0, 0.5, 1.0), ppl_documents=2, ruler_samples=2)
 
 
