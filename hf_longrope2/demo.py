@@ -2,7 +2,7 @@
 
 ```bash
 hf-longrope2 demo                          # ~10 min on 2 CPU cores -> longrope2-demo/
-hf-longrope2 demo --quick                  # ~2 min (CI): fewer candidates, steps and needles
+hf-longrope2 demo --quick                  # ~1 min (CI): fewer candidates, steps and needles
 hf-longrope2 demo --output-dir d --resume  # skip the stages an interrupted run finished
 ```
 
