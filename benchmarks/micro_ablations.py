@@ -19,7 +19,8 @@ seed), so a difference between a hybrid and its parent is that one change:
 They are evaluated with the parents (``longrope2``, ``yarn_midtrain``, read from the micro reproduction's work
 folder) on the same NIAH grid, answer NLL probes and perplexity. On the first seed, a second test separates distance
 from length: the needle right before the question (depth 1.0, about 25 tokens from it) in prompts of 1.5x to 8x the
-window (``adjacent``: exact match, digits right, and the share of answers with no digit at all). Results in
+window, densely over the last eighth of the trained length (``adjacent``: exact match, digits right, and the share
+of answers with no digit at all). Results in
 ``benchmarks/results/micro_ablations.json`` and ``.md``; every stage is kept in the work folder (resumable).
 """
 
@@ -107,7 +108,7 @@ def adjacent(work: Path, window: int, budget: Budget, seed: int) -> dict:
     cache = work / "ablations_adjacent.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    lengths = [window * 3 // 2, 2 * window, 4 * window, 6 * window, 8 * window]
+    lengths = [window * k // 4 for k in (6, 8, 16, 24, 28, 30, 31, 32)]  # 1.5x ... 6x, then the last eighth of 8x
     one_depth = dataclasses.replace(budget, depths=(1.0,), needles=ADJACENT_SAMPLES)
     out = {name: niah_digits(work / name, lengths, one_depth, 4000 + seed) for name in PARENTS + HYBRIDS}
     write_json_atomically(cache, out)
