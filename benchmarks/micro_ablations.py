@@ -30,17 +30,16 @@ import argparse
 import dataclasses
 import json
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
 
-from micro_reproduction import RESULTS, answer_nll, niah_digits
+from micro_reproduction import RESULTS, answer_nll, mean_std, niah_digits, plus_minus, write_results
 from transformers import AutoConfig
 
 from hf_longrope2.demo import MICRO, QUICK, Budget, eval_stage, midtrain_stage
 from hf_longrope2.tiny.base import tiny_base_path
-from hf_longrope2.utils.atomic import save_atomically, write_json_atomically, write_text_atomically
+from hf_longrope2.utils.atomic import save_atomically, write_json_atomically
 from hf_longrope2.utils.environment import versions
 
 PARENTS = ("longrope2", "yarn_midtrain")
@@ -115,19 +114,15 @@ def adjacent(work: Path, window: int, budget: Budget, seed: int) -> dict:
     return out
 
 
-def _ms(values: list[float]) -> dict[str, float]:
-    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
-
-
 def aggregate(reports: list[dict]) -> dict:
     methods = {}
     for name in reports[0]["models"]:
         entries = [r["models"][name] for r in reports]
         lengths = sorted(entries[0]["niah_mean"], key=int)
         methods[name] = {
-            "niah": {n: _ms([e["niah_mean"][n] for e in entries]) for n in lengths},
-            "answer_nll": {n: _ms([r["answer_nll"][name][n] for r in reports]) for n in lengths},
-            "retention_pct": _ms([e["short"]["retention_pct"] for e in entries]),
+            "niah": {n: mean_std([e["niah_mean"][n] for e in entries]) for n in lengths},
+            "answer_nll": {n: mean_std([r["answer_nll"][name][n] for r in reports]) for n in lengths},
+            "retention_pct": mean_std([e["short"]["retention_pct"] for e in entries]),
         }
     return methods
 
@@ -144,8 +139,8 @@ def markdown(result: dict) -> str:
              "| method | " + " | ".join(f"NIAH {h}" for h in head) + " | " + " | ".join(f"answer NLL {h}" for h in head)
              + " | retention |", "|" + "---|" * (2 * len(lengths) + 2)]
     for name, m in methods.items():
-        niah = [f"{100 * m['niah'][n]['mean']:.0f} ± {100 * m['niah'][n]['std']:.0f}%" for n in lengths]
-        nll = [f"{m['answer_nll'][n]['mean']:.2f} ± {m['answer_nll'][n]['std']:.2f}" for n in lengths]
+        niah = [plus_minus(m["niah"][n], pct=True) for n in lengths]
+        nll = [plus_minus(m["answer_nll"][n]) for n in lengths]
         lines.append(f"| {name} | " + " | ".join(niah + nll) + f" | {m['retention_pct']['mean']:.1f}% |")
     sweep = result["adjacent"]
     lengths = list(next(iter(sweep.values())))
@@ -189,10 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_time_s": round(time.perf_counter() - started, 1),
         "command": "python benchmarks/micro_ablations.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    output = Path(args.output)
-    write_json_atomically(output.with_suffix(".json"), result)
-    write_text_atomically(output.with_suffix(".md"), markdown(result))
-    print(markdown(result))
+    write_results(Path(args.output), result, markdown(result))
     return 0
 
 

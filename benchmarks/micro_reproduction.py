@@ -200,7 +200,7 @@ def _spread(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _mean_std(values: list[float]) -> dict[str, float]:
+def mean_std(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(values), "std": _spread(values)}
 
 
@@ -217,13 +217,13 @@ def aggregate(reports: list[dict]) -> dict:
             "niah_std": {n: _spread([e["niah_mean"][n] for e in entries]) for n in lengths},
             "answer_nll": {n: statistics.fmean(x[n] for x in nll) for n in lengths},
             "answer_nll_std": {n: _spread([x[n] for x in nll]) for n in lengths},
-            "ruler": {t: _mean_std([next(iter(e["ruler"][t].values())) for e in entries]) for t in entries[0]["ruler"]},
+            "ruler": {t: mean_std([next(iter(e["ruler"][t].values())) for e in entries]) for t in entries[0]["ruler"]},
             "ppl_native": statistics.fmean(ppl),
             "ppl_native_std": _spread(ppl),
             "retention_pct": statistics.fmean(e["short"]["retention_pct"] for e in entries),
             "ppl_by_length": {n: statistics.fmean(e["perplexity"][n]["ppl"] for e in entries)
                               for n in sorted(entries[0]["perplexity"], key=int)},
-            "niah_digits": {n: {k: _mean_std([r["niah_digits"][name][n][k] for r in reports])
+            "niah_digits": {n: {k: mean_std([r["niah_digits"][name][n][k] for r in reports])
                                 for k in ("exact", "digits", "overshoot")}
                             for n in reports[0]["niah_digits"][name]},
             "seeds": len(entries),
@@ -237,7 +237,8 @@ def aggregate(reports: list[dict]) -> dict:
     return methods
 
 
-def _pm(m: dict | tuple, pct: bool = False, digits: int = 2) -> str:
+def plus_minus(m: dict | tuple, pct: bool = False, digits: int = 2) -> str:
+    """``mean ± std`` of a ``{"mean", "std"}`` dict or a pair, as whole percents (`pct`) or with `digits` decimals."""
     mean, std = (m["mean"], m["std"]) if isinstance(m, dict) else m
     return f"{100 * mean:.0f} ± {100 * std:.0f}%" if pct else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
@@ -262,19 +263,19 @@ def markdown(result: dict) -> str:
         "|" + "---|" * (len(lengths) + 3),
     ]
     for name, m in methods.items():
-        cells = [_pm((m["niah"][n], m["niah_std"][n]), pct=True) for n in lengths]
+        cells = [plus_minus((m["niah"][n], m["niah_std"][n]), pct=True) for n in lengths]
         lines.append(f"| {name} | " + " | ".join(cells)
-                     + f" | {_pm((m['ppl_native'], m['ppl_native_std']), digits=3)} | {m['retention_pct']:.1f}% |")
+                     + f" | {plus_minus((m['ppl_native'], m['ppl_native_std']), digits=3)} | {m['retention_pct']:.1f}% |")
     lines += ["", "## Answer-token NLL of the needle (nats per digit; lower is better, ln 10 = 2.30 is chance)", "",
               "| method | " + " | ".join(scales) + " |", "|" + "---|" * (len(lengths) + 1)]
     for name, m in methods.items():
-        lines.append(f"| {name} | " + " | ".join(_pm((m["answer_nll"][n], m["answer_nll_std"][n])) for n in lengths)
+        lines.append(f"| {name} | " + " | ".join(plus_minus((m["answer_nll"][n], m["answer_nll_std"][n])) for n in lengths)
                      + " |")
     tasks = list(next(iter(methods.values()))["ruler"])
     lines += ["", f"## RULER-style tasks at {target} tokens (8x), never trained on", "",
               "| method | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
     for name, m in methods.items():
-        lines.append(f"| {name} | " + " | ".join(_pm(m["ruler"][t], pct=True) for t in tasks) + " |")
+        lines.append(f"| {name} | " + " | ".join(plus_minus(m["ruler"][t], pct=True) for t in tasks) + " |")
     digit_lengths = list(next(iter(methods.values()))["niah_digits"])
     lines += ["", "## Exact match vs digits right: NIAH answers at "
               + " and ".join(f"{int(n) // window}x" for n in digit_lengths)
@@ -284,17 +285,25 @@ def markdown(result: dict) -> str:
                                         for k in ("exact", "digits right", "overshoot")) + " |",
               "|" + "---|" * (3 * len(digit_lengths) + 1)]
     for name, m in methods.items():
-        lines.append(f"| {name} | " + " | ".join(_pm(m["niah_digits"][n][k], pct=True) for n in digit_lengths
+        lines.append(f"| {name} | " + " | ".join(plus_minus(m["niah_digits"][n][k], pct=True) for n in digit_lengths
                                                 for k in ("exact", "digits", "overshoot")) + " |")
     curved = {name: m["niah_by_steps"] for name, m in methods.items() if "niah_by_steps" in m}
     steps = list(next(iter(curved.values())))
     lines += ["", f"## Learning curve: NIAH at {target} tokens after n midtraining steps", "",
               "| method | " + " | ".join(steps) + " |", "|" + "---|" * (len(steps) + 1)]
     for name, curve in curved.items():
-        lines.append(f"| {name} | " + " | ".join(_pm(curve[n], pct=True) for n in steps) + " |")
+        lines.append(f"| {name} | " + " | ".join(plus_minus(curve[n], pct=True) for n in steps) + " |")
     lines += ["", "Settings: `" + json.dumps(result["settings"]) + "`", "",
               "Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()), ""]
     return "\n".join(lines)
+
+
+def write_results(output: Path, result: dict, text: str) -> None:
+    """``output.json`` (`result`) and ``output.md`` (`text`), each written atomically; `text` is printed too."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(output.with_suffix(".json"), result)
+    write_text_atomically(output.with_suffix(".md"), text)
+    print(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -337,11 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         "wall_time_s": round(time.perf_counter() - started, 1),
         "command": "python benchmarks/micro_reproduction.py " + " ".join(argv if argv is not None else sys.argv[1:]),
     }
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(output.with_suffix(".json"), result)
-    write_text_atomically(output.with_suffix(".md"), markdown(result))
-    print(markdown(result))
+    write_results(Path(args.output), result, markdown(result))
     return 0
 
 
