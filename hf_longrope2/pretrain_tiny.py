@@ -38,6 +38,7 @@ from .tiny.pretraining import (
     train_tokenizer,
     weighted_lm_loss,
 )
+from .utils.arguments import flag_name, require_fields
 from .utils.atomic import atomic_path, check_output_dir, save_atomically, write_json_atomically
 from .utils.environment import versions
 
@@ -70,11 +71,10 @@ class PretrainConfig(TinyModelSettings):
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
 
     def __post_init__(self) -> None:
-        if not self.output_dir:
-            raise ValueError("--output-dir is required")
+        require_fields(self, "output_dir")
         for key in ("max_steps", "batch_size", "threads", "save_every", "gate_needles"):
             if getattr(self, key) < 1:
-                raise ValueError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(self, key)}")
+                raise ValueError(f"{flag_name(key)} must be >= 1, got {getattr(self, key)}")
         if not 0.0 <= self.recall_fraction <= 1.0:
             raise ValueError(f"--recall-fraction must be in [0, 1], got {self.recall_fraction}")
 

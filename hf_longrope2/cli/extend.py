@@ -15,7 +15,7 @@ from pathlib import Path
 from ..extension import extend_pretrained
 from ..factors import METHODS
 from ..modeling.modeling_longrope2 import longrope2_parameters
-from ..utils.arguments import Parser, parse_dataclasses
+from ..utils.arguments import Parser, check_token_count, parse_dataclasses, require_fields
 from ..utils.arguments import make_parser as make_dataclass_parser
 from ..utils.environment import DTYPES
 from . import epilog
@@ -43,11 +43,8 @@ class ExtendArguments:
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
 
     def __post_init__(self) -> None:
-        for name in ("model", "output_dir"):
-            if not getattr(self, name):
-                raise ValueError(f"--{name.replace('_', '-')} is required")
-        if self.target_length <= 0:
-            raise ValueError(f"--target-length must be a positive number of tokens, got {self.target_length}")
+        require_fields(self, "model", "output_dir")
+        check_token_count("--target-length", self.target_length)
         if self.method not in METHODS:
             raise ValueError(f"--method must be one of {METHODS}, got {self.method!r}")
         if self.dtype not in DTYPES:

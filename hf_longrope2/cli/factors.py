@@ -19,7 +19,7 @@ from .. import factors
 from ..factors import METHODS
 from ..modeling.modeling_longrope2 import longrope2_parameters
 from ..modeling.rope import rotary_dim_of
-from ..utils.arguments import Parser, parse_dataclasses
+from ..utils.arguments import Parser, check_token_count, parse_dataclasses
 from ..utils.arguments import make_parser as make_dataclass_parser
 from ..utils.loading import model_source
 from . import epilog
@@ -39,14 +39,12 @@ class FactorsArguments:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"--method must be one of {METHODS}, got {self.method!r}")
-        if self.target_length <= 0:
-            raise ValueError(f"--target-length must be a positive number of tokens, got {self.target_length}")
+        check_token_count("--target-length", self.target_length)
         if self.rope_theta is not None and not (math.isfinite(self.rope_theta) and self.rope_theta > 1):
             raise ValueError(f"--rope-theta must be a finite number > 1, got {self.rope_theta}")
         if self.rotary_dim is not None and (self.rotary_dim < 2 or self.rotary_dim % 2):
             raise ValueError(f"--rotary-dim must be an even number >= 2, got {self.rotary_dim}")
-        if self.original_length is not None and self.original_length < 1:
-            raise ValueError(f"--original-length must be a positive number of tokens, got {self.original_length}")
+        check_token_count("--original-length", self.original_length)
 
 
 def _rope_geometry(args: FactorsArguments) -> tuple[int, float, int]:

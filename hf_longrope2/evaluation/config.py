@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..utils.arguments import flag_name, require_fields
 from ..utils.environment import DTYPES
 from .ruler import RULER_TASKS
 
@@ -83,8 +84,7 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if not self.model:
             raise ValueError("--model is required (one or more model folders or Hub ids, the base model first)")
-        if not self.output_dir:
-            raise ValueError("--output-dir is required")
+        require_fields(self, "output_dir")
         if self.name and len(self.name) != len(self.model):
             raise ValueError(f"--name needs one name per --model: {len(self.name)} names for {len(self.model)} models")
         names = self.names
@@ -99,11 +99,11 @@ class EvalConfig:
             raise ValueError(f"--ruler-tasks: unknown {unknown}; accepted: {_all_ruler_tasks()} or 'none'")
         for key in ("needles_per_cell", "ppl_documents", "short_windows", "ruler_samples", "batch_size", "max_documents"):
             if getattr(self, key) < 1:
-                raise ValueError(f"--{key.replace('_', '-')} must be >= 1, got {getattr(self, key)}")
+                raise ValueError(f"{flag_name(key)} must be >= 1, got {getattr(self, key)}")
         for key in ("lengths", "ppl_lengths", "ruler_lengths"):
             bad = [x for x in getattr(self, key) if x < 16]
             if bad:
-                raise ValueError(f"--{key.replace('_', '-')} must be token counts >= 16, got {bad}")
+                raise ValueError(f"{flag_name(key)} must be token counts >= 16, got {bad}")
         bad_depths = [d for d in self.depths if not 0.0 <= d <= 1.0]
         if bad_depths or not self.depths:
             raise ValueError(f"--depths must be fractions in [0, 1], got {self.depths}")

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 from transformers import TrainingArguments
 from trl import ModelConfig, SFTConfig, TrlParser
 
-from ..utils.arguments import parse_dataclasses
+from ..utils.arguments import check_token_count, parse_dataclasses
 
 TRAINERS = ("sft", "trainer")
 TINY = "builtin:tiny-llama"
@@ -69,8 +69,7 @@ class LongRoPE2Fields:
     )
 
     def check_midtraining_fields(self) -> None:
-        if self.target_length < 1:
-            raise ValueError(f"target_length must be a positive number of tokens, got {self.target_length}")
+        check_token_count("target_length", self.target_length)
         if self.short_fraction is not None and not 0.0 <= self.short_fraction <= 1.0:
             raise ValueError(f"short_fraction must be in [0, 1], got {self.short_fraction}")
 

@@ -12,6 +12,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..utils.arguments import check_token_count, flag_name, require_fields
 from ..utils.environment import DTYPES
 
 
@@ -66,11 +67,8 @@ class SearchConfig:
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
 
     def __post_init__(self) -> None:
-        for name in ("model", "output_dir"):
-            if not getattr(self, name):
-                raise ValueError(f"--{name.replace('_', '-')} is required")
-        if self.target_length <= 0:
-            raise ValueError(f"--target-length must be a positive number of tokens, got {self.target_length}")
+        require_fields(self, "model", "output_dir")
+        check_token_count("--target-length", self.target_length)
         checks = {
             "num_samples": self.num_samples >= 1,
             "population": self.population >= 2,
@@ -82,7 +80,7 @@ class SearchConfig:
         }
         for name, ok in checks.items():
             if not ok:
-                raise ValueError(f"--{name.replace('_', '-')}: invalid value {getattr(self, name)!r}")
+                raise ValueError(f"{flag_name(name)}: invalid value {getattr(self, name)!r}")
         if self.objective not in ("needle", "ppl"):
             raise ValueError(f"--objective must be 'needle' or 'ppl', got {self.objective!r}")
         if self.dtype not in DTYPES:

@@ -38,6 +38,24 @@ class Parser(HfArgumentParser):
         raise ArgumentError(message)
 
 
+def flag_name(field_name: str) -> str:
+    """The command-line flag of a dataclass field: ``output_dir`` -> ``--output-dir``."""
+    return "--" + field_name.replace("_", "-")
+
+
+def require_fields(config, *names: str) -> None:
+    """Raise ``ValueError("--name is required")`` for the first of `names` that is empty on `config`."""
+    for name in names:
+        if not getattr(config, name):
+            raise ValueError(f"{flag_name(name)} is required")
+
+
+def check_token_count(name: str, value: int | None) -> None:
+    """Raise ``ValueError`` naming `name` unless `value` (a length in tokens; None: not given) is at least 1."""
+    if value is not None and value < 1:
+        raise ValueError(f"{name} must be a positive number of tokens, got {value}")
+
+
 def read_yaml(path: str | os.PathLike) -> dict:
     """The mapping in YAML file `path`; one-line errors naming the file (missing, syntax with its line, not a map)."""
     path = Path(path)
