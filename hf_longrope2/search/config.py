@@ -14,6 +14,9 @@ from pathlib import Path
 
 from ..utils.arguments import check_token_count, flag_name, require_fields
 from ..utils.environment import DTYPES
+from .space import SPACES
+
+RACING = ("paired", "exact", "off")  # how candidates are dropped before their last sample (search/scoring.py)
 
 
 @dataclass
@@ -62,7 +65,23 @@ class SearchConfig:
             "Results do not depend on the number of processes, but do on this value"
         },
     )
-    prune: bool = field(default=True, metadata={"help": "Exact early rejection of hopeless candidates"})
+    space: str = field(
+        default="longrope2",
+        metadata={
+            "help": "longrope2 (the paper's: NTK-shaped pairs below d_rcd, a monotone tail in [s, 2s]) or longrope "
+            "(every pair searched, monotone in [1, 2s], started from PI/NTK/YaRN and their mutants)"
+        },
+    )
+    racing: str = field(
+        default="paired",
+        metadata={
+            "help": "Dropping candidates before their last sample: paired (exact bound + a paired t-test against the "
+            "k-th parent), exact (only when the partial sum already exceeds the k-th parent's total), off"
+        },
+    )
+    racing_confidence: float = field(
+        default=0.95, metadata={"help": "Confidence of the paired racing test (one-sided), in [0.5, 1)"}
+    )
     resume: bool = field(default=False, metadata={"help": "Continue from the state in OUTPUT_DIR.search-state"})
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
 
@@ -77,12 +96,17 @@ class SearchConfig:
             "batch_size": self.batch_size >= 1,
             "candidates_per_step": self.candidates_per_step >= 1,
             "mutation_prob": 0.0 < self.mutation_prob <= 1.0,
+            "racing_confidence": 0.5 <= self.racing_confidence < 1.0,
         }
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"{flag_name(name)}: invalid value {getattr(self, name)!r}")
         if self.objective not in ("needle", "ppl"):
             raise ValueError(f"--objective must be 'needle' or 'ppl', got {self.objective!r}")
+        if self.space not in SPACES:
+            raise ValueError(f"--space must be one of {SPACES}, got {self.space!r}")
+        if self.racing not in RACING:
+            raise ValueError(f"--racing must be one of {RACING}, got {self.racing!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype must be one of {DTYPES}, got {self.dtype!r}")
 

@@ -6,8 +6,11 @@
 ```
 
 The best ``parents`` candidates survive each iteration (elitist) and breed mutants and crossovers
-([`~hf_longrope2.search.space.SearchSpace`]); PI / NTK / YaRN are scored as reference seeds and, projected onto
-the search space, join the initial population. Candidates are scored in fixed-size steps spread over processes
+([`~hf_longrope2.search.space.SearchSpace`]); PI / NTK / YaRN are scored as reference seeds (their own factors and
+attention factor) and join the initial population: exactly where the space can represent them (then they are
+always scored in full, so the search's best is never worse than them), projected onto the space otherwise.
+Candidates race ([`~hf_longrope2.search.scoring.accumulate`]): one whose losses so far say it cannot become a
+parent is dropped before its last samples. Candidates are scored in fixed-size steps spread over processes
 and gathered; the pruning threshold only changes between steps, so the result does not depend on the number of
 processes. The state is a JSON-serialisable dict written atomically after every step, so ``--resume`` continues
 a killed search to the same result.
@@ -26,7 +29,7 @@ from ..utils.atomic import write_json_atomically
 from .config import SearchConfig
 from .space import Candidate
 
-STATE_VERSION = 2  # 2: reference seeds carry their own long_mscale
+STATE_VERSION = 3  # 2: reference seeds carry their own long_mscale; 3: search spaces, racing, per-sample losses
 
 
 class Search:
@@ -65,9 +68,20 @@ class Search:
 
     def threshold(self) -> float:
         ranked = self.ranked()
-        if not self.args.prune or len(ranked) < self.parents:
+        if self.args.racing == "off" or len(ranked) < self.parents:
             return math.inf
         return self.state["evaluated"][ranked[self.parents - 1]]["total"]
+
+    def reference(self) -> list[float] | None:
+        """The ``k``-th best candidate's per-sample losses: what the paired racing test compares against."""
+        ranked = self.ranked()
+        if self.args.racing != "paired" or len(ranked) < self.parents:
+            return None
+        return self.state["evaluated"][ranked[self.parents - 1]].get("losses")
+
+    def contained_seeds(self) -> dict[str, str]:
+        """Seed name -> the key of the candidate equal to it, for the seeds this space can represent."""
+        return {name: seed["candidate"] for name, seed in self.state["seeds"].items() if seed.get("candidate")}
 
     def score(self, total: float) -> float:
         return math.exp(total / self.args.num_samples)
@@ -80,9 +94,11 @@ class Search:
     def generate(self) -> list[str]:
         seen = set(self.state["evaluated"])
         if self.state["iteration"] == 0:
-            extra = [
-                self.space.project(s["long_factor"], self.space.critical_dims[-1]) for s in self.state["seeds"].values()
-            ]
+            extra = []
+            for seed in self.state["seeds"].values():
+                exact = self.space.represent(seed["long_factor"])
+                seed["candidate"] = exact.key if exact is not None else None
+                extra.append(exact or self.space.project(seed["long_factor"], self.space.critical_dims[-1]))
             return [c.key for c in self.space.initial_population(self.rng, self.args.population, seen, extra)]
         parents = [Candidate.from_key(k) for k in self.ranked()[: self.parents]]
         children: list[str] = []
@@ -104,11 +120,19 @@ class Search:
         return children
 
     # -- evaluation --------------------------------------------------------------------------------------------
-    def run_jobs(self, jobs: list[tuple], threshold: float) -> list[dict]:
+    def run_jobs(self, jobs: list[tuple], threshold: float, reference: list[float] | None = None,
+                 exempt: frozenset[str] = frozenset()) -> list[dict]:
         """Score `jobs` (key, long_factor, critical_dim[, long_mscale]) spread over processes; every process gets
-        every result."""
+        every result. Keys in `exempt` are scored in full (no racing)."""
         rank, world = self.distributed.process_index, self.distributed.num_processes
-        mine = [(i, self.evaluate(*job[1:3], threshold, *job[3:])) for i, job in enumerate(jobs) if i % world == rank]
+
+        def score(job: tuple) -> dict:
+            if job[0] in exempt:
+                return self.evaluate(*job[1:3], math.inf, *job[3:])
+            return self.evaluate(*job[1:3], threshold, *job[3:], reference=reference,
+                                 confidence=self.args.racing_confidence)
+
+        mine = [(i, score(job)) for i, job in enumerate(jobs) if i % world == rank]
         if world > 1:
             mine = gather_object(mine)
         return [result for _, result in sorted(mine, key=lambda item: item[0])]
@@ -163,14 +187,18 @@ class Search:
                 step = state["pending"][: args.candidates_per_step]
                 candidates = [Candidate.from_key(k) for k in step]
                 jobs = [(c.key, c.long_factor(self.rotary_dim), c.critical_dim) for c in candidates]
-                for c, result in zip(candidates, self.run_jobs(jobs, self.threshold()), strict=True):
+                exempt = frozenset(self.contained_seeds().values())
+                results = self.run_jobs(jobs, self.threshold(), self.reference(), exempt)
+                for c, result in zip(candidates, results, strict=True):
                     state["evaluated"][c.key] = {
                         "critical_dim": c.critical_dim,
                         "total": result["total"],
                         "score": None if result["pruned"] else self.score(result["total"]),
                         "pruned": result["pruned"],
+                        "raced": result.get("raced", False),
                         "samples": result["samples"],
                         "iteration": state["iteration"],
+                        "losses": result.get("losses"),
                     }
                     state["sample_forwards"] += result["samples"]
                 state["pending"] = state["pending"][len(step) :]
@@ -185,7 +213,7 @@ class Search:
                 self.bar.write(
                     f"iteration {state['iteration']}/{args.iterations}: best {best['score']:.4f} "
                     f"(d_rcd {best['critical_dim']}), {len(this)} new candidates, "
-                    f"{sum(r['pruned'] for r in this)} stopped early"
+                    f"{sum(r['pruned'] for r in this)} stopped early ({sum(r['raced'] for r in this)} by the paired test)"
                 )
             state["iteration"] += 1
             state["pending_generated"] = False

@@ -12,6 +12,7 @@ The output folder is a complete extended model (weights hard-linked from the sou
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import sys
@@ -109,15 +110,13 @@ def write_output(args: SearchConfig, search: Search, model, tokenizer, geo: dict
             for k, r in state["evaluated"].items()
         ],
     }
+    contained = search.contained_seeds()
+    for name, key in contained.items():
+        log["seeds"][name]["candidate_score"] = state["evaluated"][key]["score"]
+    log["space"] = args.space
+    log["seeds_in_space"] = sorted(contained)
     better = sorted(name for name, s in state["seeds"].items() if s["score"] < best["score"])
     log["seeds_better_than_best"] = better
-    if better:
-        print(
-            f"note: the reference seed(s) {better} scored better than the best searched candidate "
-            f"({best['score']:.4g}); the LongRoPE2 space (NTK-style below d_rcd, tail in [s, 2s]) cannot represent "
-            "them. Widen --critical-dims, search longer, or compare after midtraining",
-            file=sys.stderr,
-        )
     how = {}
 
     def write(tmp: Path) -> None:
@@ -131,11 +130,35 @@ def write_output(args: SearchConfig, search: Search, model, tokenizer, geo: dict
 
     out = save_atomically(args.output_dir, write, overwrite=args.overwrite)
     print(
-        f"best score {best['score']:.4f} (d_rcd {best_candidate.critical_dim}); seeds: "
+        f"best score {best['score']:.4f} (space {args.space}, d_rcd {best_candidate.critical_dim}); seeds: "
         + ", ".join(f"{n} {s['score']:.4f}" for n, s in state["seeds"].items())
         + f"; weights {how['weights']}; {time.perf_counter() - started_at:.1f}s -> {out}"
     )
+    for line in better_seed_advice(args, state["seeds"], best["score"], contained):
+        print(line, file=sys.stderr)
     return out
+
+
+def better_seed_advice(args: SearchConfig, seeds: dict[str, dict], best_score: float,
+                       contained: dict[str, str]) -> list[str]:
+    """The closing lines when a reference seed (its own factors and attention factor) beat the search's best:
+    which one, by how much, and the commands that give it (they are the last thing a user reads)."""
+    better = sorted((s["score"], name) for name, s in seeds.items() if s["score"] < best_score)
+    if not better:
+        return []
+    score, name = better[0]
+    lines = [
+        f"warning: the reference {name} ({', '.join(f'{n} {v:.4f}' for v, n in better)}) scored better than the best "
+        f"{args.space}-space candidate ({best_score:.4f}) on the same samples; "
+        + ("the space holds its factors but not its attention factor."
+           if name in contained else f"the {args.space} space cannot represent its factors."),
+        f"  to use {name}: hf-longrope2 extend --model {args.model} --method {name} --target-length "
+        f"{args.target_length} --output-dir {os.path.normpath(args.output_dir)}-{name}",
+    ]
+    if args.space == "longrope2":
+        lines.append("  or search the space that contains it (every pair, seeded with PI/NTK/YaRN): "
+                     "rerun this search with --space longrope")
+    return lines
 
 
 def run(config: SearchConfig) -> Path:
@@ -177,7 +200,7 @@ def run(config: SearchConfig) -> Path:
     dims = parse_critical_dims(
         args.critical_dims, geo["ten_period_dim"], geo["theoretical_critical_dim"], geo["rotary_dim"] // 2
     )
-    space = SearchSpace(geo["rotary_dim"], geo["scale"], dims, args.mutation_prob)
+    space = SearchSpace(geo["rotary_dim"], geo["scale"], dims, args.mutation_prob, kind=args.space)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     settings = NeedleSettings(
         dataset=args.dataset,
@@ -205,7 +228,9 @@ def run(config: SearchConfig) -> Path:
     if distributed.is_main_process:
         print(
             f"search {args.model}: {geo['original_max_position_embeddings']} -> {args.target_length} tokens, "
-            f"d_rcd in {dims}, {args.num_samples} {args.objective} samples, {distributed.num_processes} process(es)"
+            f"space {args.space}"
+            + (f" (d_rcd in {dims})" if args.space == "longrope2" else " (every pair)")
+            + f", racing {args.racing}, {args.num_samples} {args.objective} samples, {distributed.num_processes} process(es)"
             + (f", resuming at iteration {state['iteration']}" if args.resume else "")
         )
     search.run()

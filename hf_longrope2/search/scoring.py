@@ -7,15 +7,23 @@
 ```
 
 A candidate's score is the sum over samples of the mean answer-token NLL ([`~hf_longrope2.losses.labelled_nll`];
-only answer positions reach the output head). Samples are scored batch by batch and a candidate whose partial
-sum already exceeds the current ``k``-th best total is stopped ([`accumulate`]): exact, because every
-per-sample loss is non-negative, so it could not have become a parent.
+only answer positions reach the output head). Samples are scored batch by batch in a fixed order, and a candidate
+is dropped as soon as it cannot become a parent ([`accumulate`], racing):
+
+- ``exact``: its partial sum already exceeds the current ``k``-th best total. Exact, because every per-sample loss
+  is non-negative.
+- ``paired`` (adds to ``exact``): a one-sided paired t-test on the samples seen so far against the ``k``-th best
+  candidate's own losses on the same samples says, at the given confidence, that its full total would exceed
+  that candidate's ([`behind`]). This is what saves most forwards, because near the end of a search most children
+  are a little worse than the parents on every sample, which the exact bound only notices at the last sample.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 import torch
 
@@ -23,26 +31,85 @@ from ..extension import extend
 from ..losses import labelled_nll
 
 
-def accumulate(batch_losses: Iterable[tuple[float, int]], num_samples: int, threshold: float) -> dict:
-    """Sum per-sample losses batch by batch; stop once the partial sum exceeds `threshold` (exact early rejection).
+@lru_cache(maxsize=256)
+def t_quantile(confidence: float, df: int) -> float:
+    """The one-sided Student-t quantile ``t`` with ``P(T <= t) = confidence`` for `df` degrees of freedom.
+
+    Bisection on the CDF, integrated with Simpson's rule (no SciPy needed; 1e-6 accurate for df >= 1).
+    """
+    if not 0.5 <= confidence < 1.0 or df < 1:
+        raise ValueError(f"need 0.5 <= confidence < 1 and df >= 1, got {confidence}, {df}")
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def cdf(x: float) -> float:  # P(T <= x) for x >= 0; substitute u = atan(t) so the range is finite
+        steps, top = 2000, math.atan(x)
+        h = top / steps
+
+        def f(u: float) -> float:
+            t = math.tan(u)
+            return math.exp(log_norm - (df + 1) / 2 * math.log1p(t * t / df)) / math.cos(u) ** 2
+
+        area = f(0) + f(top) + sum((4 if i % 2 else 2) * f(i * h) for i in range(1, steps))
+        return 0.5 + area * h / 3
+
+    low, high = 0.0, 1.0
+    while cdf(high) < confidence:
+        high *= 2
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (mid, high) if cdf(mid) < confidence else (low, mid)
+    return (low + high) / 2
+
+
+def behind(differences: Sequence[float], remaining: int, confidence: float) -> bool:
+    """True when a candidate's full total would exceed the reference's, at `confidence` (one-sided paired t-test).
 
     Args:
-        batch_losses: ``(sum of the batch's per-sample losses, samples in the batch)``, consumed lazily so a
-            stopped candidate costs no further forward passes.
+        differences: Per-sample ``candidate loss - reference loss`` on the samples seen so far.
+        remaining: Samples not scored yet; their differences are estimated by the mean seen so far.
+        confidence: E.g. 0.95; the test needs at least 2 samples seen (1 degree of freedom).
+
+    The lower confidence bound of the total difference is ``sum(seen) + remaining * (mean - t * sd / sqrt(m))``;
+    the candidate is behind when even that bound is positive.
+    """
+    m = len(differences)
+    if m < 2 or remaining <= 0:
+        return False
+    mean, sd = statistics.fmean(differences), statistics.stdev(differences)
+    bound = math.fsum(differences) + remaining * (mean - t_quantile(confidence, m - 1) * sd / math.sqrt(m))
+    return bound > 0
+
+
+def accumulate(batch_losses: Iterable[list[tuple[int, float]]], num_samples: int, threshold: float,
+               reference: Sequence[float] | None = None, confidence: float = 0.95) -> dict:
+    """Sum per-sample losses batch by batch; stop once the candidate cannot become a parent (racing).
+
+    Args:
+        batch_losses: Per batch, ``(sample index, loss)`` pairs, consumed lazily so a stopped candidate costs no
+            further forward passes.
         num_samples: Samples in total.
-        threshold: The current ``k``-th best total; ``math.inf`` disables stopping.
+        threshold: The current ``k``-th best total; ``math.inf`` disables stopping (exact bound).
+        reference: The ``k``-th best candidate's per-sample losses, by sample index; enables the paired test.
+        confidence: Confidence of the paired test ([`behind`]).
 
     Returns:
-        ``{"total", "samples", "pruned"}``; a pruned candidate's total is the partial sum, a lower bound of its
-        real total because every per-sample loss is non-negative.
+        ``{"total", "samples", "pruned", "raced"}``; a stopped candidate's total is the partial sum (a lower bound
+        of its real total, because every per-sample loss is non-negative) and ``raced`` says whether the paired
+        test (True) or the exact bound (False) stopped it.
     """
-    total, done = 0.0, 0
-    for loss, count in batch_losses:
-        total += loss
-        done += count
-        if done < num_samples and total > threshold:
-            return {"total": total, "samples": done, "pruned": True}
-    return {"total": total, "samples": done, "pruned": False}
+    total, done, differences = 0.0, 0, []
+    for batch in batch_losses:
+        total += math.fsum(loss for _, loss in batch)
+        done += len(batch)
+        if done >= num_samples:
+            break
+        if total > threshold:
+            return {"total": total, "samples": done, "pruned": True, "raced": False}
+        if reference is not None:
+            differences += [loss - reference[i] for i, loss in batch]
+            if behind(differences, num_samples - done, confidence):
+                return {"total": total, "samples": done, "pruned": True, "raced": True}
+    return {"total": total, "samples": done, "pruned": False, "raced": False}
 
 
 class Evaluator:
@@ -65,16 +132,18 @@ class Evaluator:
                 labels = self.samples.labels[index].to(device)
                 values = labelled_nll(self.model, ids, labels).double().tolist()
                 losses.update(zip(index, values, strict=True))
-                yield math.fsum(values), len(index)
+                yield list(zip(index, values, strict=True))
 
     def __call__(self, long_factor: Sequence[float], critical_dim: int | None, threshold: float,
-                 long_mscale: float | None = None) -> dict:
+                 long_mscale: float | None = None, reference: Sequence[float] | None = None,
+                 confidence: float = 0.95) -> dict:
         """Score `long_factor` (with `long_mscale`, default LongRoPE's): ``total`` (sum of per-sample mean NLLs),
-        ``samples`` scored, ``pruned``, and the per-sample ``losses`` (by sample index) of a candidate scored in full."""
+        ``samples`` scored, ``pruned`` / ``raced`` ([`accumulate`]), and the per-sample ``losses`` (by sample index)
+        of a candidate scored in full."""
         extend(self.model, long_factor, max_position_embeddings=self.target_length, critical_dim=critical_dim,
                long_mscale=long_mscale)
         losses: dict[int, float] = {}
-        result = accumulate(self._batches(losses), len(self.order), threshold)
+        result = accumulate(self._batches(losses), len(self.order), threshold, reference, confidence)
         if not result["pruned"]:
             result["losses"] = [losses[i] for i in range(len(self.order))]
         return result

@@ -9,10 +9,16 @@
 >>> child.long_factor(64)[:3]          # NTK-style left part: starts at 1.0
 ```
 
-A candidate is ``(d_rcd, tail)``: pairs ``i >= d_rcd`` take the tail, a non-decreasing sequence on the 0.01
-grid inside ``[s, 2s]`` (stored as integers in hundredths, so equality is exact); pairs below ``d_rcd`` are
-``tail[0] ** (i / d_rcd)`` ([`hf_longrope2.factors.longrope2`]). Every operator takes an explicit
-``random.Random``, so a search is a pure function of its seed and its scores.
+Two spaces ([`SPACES`]):
+
+- ``longrope2`` (the LongRoPE2 paper): a candidate is ``(d_rcd, tail)``: pairs ``i >= d_rcd`` take the tail, a
+  non-decreasing sequence on the 0.01 grid inside ``[s, 2s]`` (stored as integers in hundredths, so equality is
+  exact); pairs below ``d_rcd`` are ``tail[0] ** (i / d_rcd)`` ([`hf_longrope2.factors.longrope2`]).
+- ``longrope`` (the LongRoPE paper and its code): every pair is searched, non-decreasing on the 0.01 grid inside
+  ``[1, 2s]``; stored as ``d_rcd = 0`` with the whole vector as the tail. Its initial population is PI / NTK /
+  YaRN and their mutants, so it contains those shapes (LongRoPE2's space contains none of them at usual ``d_rcd``).
+
+Every operator takes an explicit ``random.Random``, so a search is a pure function of its seed and its scores.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 
 from .. import factors
 
+SPACES = ("longrope2", "longrope")
 MAX_TRIES = 100  # attempts to produce a new, valid child before giving up on a parent
 CROSSOVER_TRIES = 20  # failed crossovers before mutating instead (as the reference code does)
 
@@ -54,16 +61,25 @@ class SearchSpace:
 
     Args:
         rotary_dim (`int`): Rotary dimension ``d``.
-        scale (`float`): ``s = target length / original window``; tails live in ``[s, 2s]``.
-        critical_dims (`Iterable[int]`): Allowed ``d_rcd`` values (the paper: ``[d10_tcd, d_tcd]``).
+        scale (`float`): ``s = target length / original window``; tails live in ``[s, 2s]`` (``longrope2``) or
+            ``[1, 2s]`` (``longrope``).
+        critical_dims (`Iterable[int]`): Allowed ``d_rcd`` values (the paper: ``[d10_tcd, d_tcd]``); ignored by the
+            ``longrope`` space, whose only value is 0 (every pair in the tail).
         mutation_prob (`float`, defaults to 0.3): Per-pair mutation / crossover probability.
+        kind (`str`, defaults to ``"longrope2"``): One of [`SPACES`] (see the module docstring).
     """
 
-    def __init__(self, rotary_dim: int, scale: float, critical_dims: Iterable[int], mutation_prob: float = 0.3):
+    def __init__(self, rotary_dim: int, scale: float, critical_dims: Iterable[int], mutation_prob: float = 0.3,
+                 kind: str = "longrope2"):
+        if kind not in SPACES:
+            raise ValueError(f"search space must be one of {SPACES}, got {kind!r}")
+        self.kind = kind
         self.rotary_dim = rotary_dim
         self.half = rotary_dim // 2
-        self.low = math.ceil(round(scale * 100, 6))
+        self.low = math.ceil(round(scale * 100, 6)) if kind == "longrope2" else 100
         self.high = math.floor(round(2 * scale * 100, 6))
+        if kind == "longrope":
+            critical_dims = [0]
         self.critical_dims = sorted(set(critical_dims))
         if not self.critical_dims or self.critical_dims[0] < 0 or self.critical_dims[-1] >= self.half:
             raise ValueError(
@@ -97,6 +113,17 @@ class SearchSpace:
             tail.append(value)
             previous = value
         return Candidate(critical_dim, tuple(tail))
+
+    def represent(self, long_factor: Sequence[float], tolerance: float = 0.01) -> Candidate | None:
+        """The candidate equal to `long_factor` on the 0.01 grid (every pair within `tolerance`), or None when the
+        space cannot represent it (e.g. YaRN's or PI's shape in the ``longrope2`` space)."""
+        for dim in reversed(self.critical_dims):
+            candidate = self.project(long_factor, dim)
+            if self.is_valid(candidate) and all(
+                abs(a - b) <= tolerance for a, b in zip(candidate.long_factor(self.rotary_dim), long_factor, strict=True)
+            ):
+                return candidate
+        return None
 
     def _mutated(self, rng: random.Random, parent: Candidate) -> Candidate:
         dim, tail = parent.critical_dim, list(parent.tail)
@@ -150,7 +177,8 @@ class SearchSpace:
     def initial_population(
         self, rng: random.Random, size: int, seen: set[str] | None = None, extra: Sequence[Candidate] = ()
     ) -> list[Candidate]:
-        """`extra` candidates (e.g. projected baselines), flat tails for every ``d_rcd`` in turn, then their mutants."""
+        """`extra` candidates (e.g. the baselines), then (``longrope2`` space only) flat tails for every ``d_rcd`` in
+        turn, then mutants of all of these: LongRoPE starts from PI / NTK / YaRN and their mutants only."""
         seen = set() if seen is None else seen
         population: list[Candidate] = []
 
@@ -162,7 +190,7 @@ class SearchSpace:
         for candidate in extra:
             if len(population) < size:
                 add(candidate)
-        flats = max(1, size // 2)
+        flats = max(1, size // 2) if self.kind == "longrope2" or not population else 0
         distinct = (self.high - self.low + 1) * len(self.critical_dims)
         for attempt in range(MAX_TRIES * size):
             if len(population) >= min(size, len(extra) + flats) or attempt >= distinct * 4:

@@ -98,7 +98,10 @@ class _Single:
     process_index, num_processes, is_main_process = 0, 1, True
 
 
-def _synthetic_search(tmp_path, prune: bool):
+_SYNTHETIC_TOTAL: dict[str, float] = {}  # candidate key -> its total over every sample (racing test)
+
+
+def _synthetic_search(tmp_path, racing: str, noise: float = 0.0):
     """A Search whose per-sample losses are a known function of the factors (far from an optimum = large)."""
     import math
     import random
@@ -112,18 +115,25 @@ def _synthetic_search(tmp_path, prune: bool):
     optimum = [math.log(1.0 + 0.5 * i) for i in range(16)]
     calls = []
 
-    def evaluate(long_factor, critical_dim, threshold, long_mscale=None):
+    def evaluate(long_factor, critical_dim, threshold, long_mscale=None, reference=None, confidence=0.95):
         distance = sum((math.log(x) - o) ** 2 for x, o in zip(long_factor, optimum, strict=True))
+        jitter = random.Random(str(long_factor))  # per-sample noise, a fixed function of the candidate
+        values = [w * (1.0 + 10.0 * distance) + noise * jitter.random() for w in weights]
 
         def losses():
-            for w in weights:
+            for i, value in enumerate(values):
                 calls.append(1)
-                yield w * (1.0 + 10.0 * distance), 1
+                yield [(i, value)]
 
-        return accumulate(losses(), len(weights), threshold)
+        _SYNTHETIC_TOTAL[f"{critical_dim}:" + ",".join(str(round(x * 100)) for x in long_factor[critical_dim:])] = sum(
+            values)
+        result = accumulate(losses(), len(weights), threshold, reference, confidence)
+        if not result["pruned"]:
+            result["losses"] = values
+        return result
 
-    args = SearchConfig(model="m", output_dir=str(tmp_path / f"out{prune}"), target_length=256, num_samples=6,
-                           population=16, parents=6, iterations=5, prune=prune, candidates_per_step=4)
+    args = SearchConfig(model="m", output_dir=str(tmp_path / f"out{racing}"), target_length=256, num_samples=6,
+                        population=16, parents=6, iterations=5, racing=racing, candidates_per_step=4)
     space = SearchSpace(32, 4.0, range(4, 9))
     state = Search.new_state(args, random.Random(0), {"pi": {"long_factor": [4.0] * 16, "long_mscale": 1.0}})
     return Search(args, space, 32, evaluate, _Single(), state).run(), len(calls)
@@ -157,8 +167,8 @@ def test_references_are_scored_with_their_own_attention_factor(assets, tmp_path)
 
 
 def test_pruning_is_exact_and_saves_forwards(tmp_path):
-    pruned, pruned_calls = _synthetic_search(tmp_path, prune=True)
-    full, full_calls = _synthetic_search(tmp_path, prune=False)
+    pruned, pruned_calls = _synthetic_search(tmp_path, "exact")
+    full, full_calls = _synthetic_search(tmp_path, "off")
     assert pruned["best_per_iteration"] == full["best_per_iteration"]
     assert list(pruned["evaluated"]) == list(full["evaluated"])  # the same parents bred the same children
     stopped = [k for k, e in pruned["evaluated"].items() if e["pruned"]]
@@ -170,9 +180,23 @@ def test_pruning_is_exact_and_saves_forwards(tmp_path):
     assert not {k for _, k in ranked[:6]} & set(stopped)  # ... and none of them is among the final parents
 
 
-def test_pruning_flag_on_a_real_model_changes_nothing_but_cost(assets, tmp_path):
-    assert cli.main(["search", *_argv(assets, tmp_path / "pruned", *REAL)]) == 0
-    assert cli.main(["search", *_argv(assets, tmp_path / "full", *REAL, "--prune", "false")]) == 0
+def test_paired_racing_keeps_the_best_and_saves_more_forwards(tmp_path):
+    """Candidates a little worse than the k-th parent on every sample are dropped before their last samples."""
+    exact, exact_calls = _synthetic_search(tmp_path, "exact", noise=0.05)
+    paired, paired_calls = _synthetic_search(tmp_path, "paired", noise=0.05)
+    raced = [k for k, e in paired["evaluated"].items() if e["raced"]]
+    assert raced and not any(e["raced"] for e in exact["evaluated"].values())
+    assert paired_calls < exact_calls
+    assert paired["best_per_iteration"][-1]["score"] <= exact["best_per_iteration"][-1]["score"] * 1.01
+    best_total = min(e["total"] for e in paired["evaluated"].values() if not e["pruned"])
+    for key in raced:  # a raced candidate, scored in full, is truly worse than the best
+        assert paired["evaluated"][key]["samples"] < 6
+        assert _SYNTHETIC_TOTAL[key] > best_total
+
+
+def test_racing_flag_on_a_real_model_changes_nothing_but_cost(assets, tmp_path):
+    assert cli.main(["search", *_argv(assets, tmp_path / "pruned", *REAL, "--racing", "exact")]) == 0
+    assert cli.main(["search", *_argv(assets, tmp_path / "full", *REAL, "--racing", "off")]) == 0
     pruned, full = _log(tmp_path / "pruned"), _log(tmp_path / "full")
     assert pruned["best"] == full["best"] and pruned["best_per_iteration"] == full["best_per_iteration"]
     assert [e["key"] for e in pruned["evaluated"]] == [e["key"] for e in full["evaluated"]]
@@ -291,9 +315,43 @@ def test_resume_checks(assets, tmp_path, capsys):
     assert "no search state" in capsys.readouterr().err
     state = Path(f"{tmp_path / 'o'}.search-state")
     state.mkdir()
-    (state / "state.json").write_text(json.dumps({"version": 2, "settings": {"seed": 99}}))
+    (state / "state.json").write_text(json.dumps({"version": 3, "settings": {"seed": 99}}))
     assert cli.main(["search", *_argv(assets, tmp_path / "o", *SMALL, "--resume")]) == 2
     assert "settings differ from the saved search" in capsys.readouterr().err
-    (state / "state.json").write_text(json.dumps({"version": 1, "settings": {"seed": 99}}))  # before own mscales
+    (state / "state.json").write_text(json.dumps({"version": 2, "settings": {"seed": 99}}))  # before spaces
     assert cli.main(["search", *_argv(assets, tmp_path / "o", *SMALL, "--resume")]) == 2
-    assert "has state version 1, this hf-longrope2 writes 2" in capsys.readouterr().err
+    assert "has state version 2, this hf-longrope2 writes 3" in capsys.readouterr().err
+
+
+def test_longrope_space_is_never_worse_than_the_seeds_it_contains(assets, tmp_path, capsys):
+    out = tmp_path / "longrope"
+    assert cli.main(["search", *_argv(assets, out, *REAL, "--space", "longrope")]) == 0
+    log, err = _log(out), capsys.readouterr().err
+    assert log["space"] == "longrope" and log["best"]["critical_dim"] == 0
+    assert log["seeds_in_space"] == ["ntk", "pi", "yarn"]  # rotary dim 16, 64 -> 448 tokens: all on the grid
+    for name in log["seeds_in_space"]:  # scored in full as candidates (LongRoPE's attention factor)
+        assert log["best"]["score"] <= log["seeds"][name]["candidate_score"]
+    assert factors.is_monotone(log["best"]["long_factor"]) and min(log["best"]["long_factor"]) >= 1.0
+    # the closing lines name every reference that beat the best, and only then
+    if log["seeds_better_than_best"]:
+        assert "warning: the reference" in err.strip().splitlines()[-2]
+    else:
+        assert "warning: the reference" not in err
+
+
+def test_better_seed_advice_names_the_seed_and_the_commands():
+    from hf_longrope2.search import SearchConfig
+    from hf_longrope2.search.runner import better_seed_advice
+
+    args = SearchConfig(model="m", target_length=2048, output_dir="out/")
+    seeds = {"pi": {"score": 9.0}, "ntk": {"score": 6.0}, "yarn": {"score": 5.33}}
+    lines = better_seed_advice(args, seeds, 7.75, {})
+    assert "yarn 5.3300, ntk 6.0000" in lines[0] and "best longrope2-space candidate (7.7500)" in lines[0]
+    assert "cannot represent its factors" in lines[0]
+    assert lines[1].strip() == "to use yarn: hf-longrope2 extend --model m --method yarn --target-length 2048 " \
+                               "--output-dir out-yarn"
+    assert "--space longrope" in lines[2]
+    assert better_seed_advice(args, seeds, 5.0, {}) == []
+    longrope = SearchConfig(model="m", target_length=2048, output_dir="o", space="longrope")
+    lines = better_seed_advice(longrope, seeds, 5.5, {"yarn": "0:100"})
+    assert "holds its factors but not its attention factor" in lines[0] and len(lines) == 2

@@ -58,3 +58,33 @@ def test_invalid_space_and_exhausted_parent():
     parent = Candidate(1, (100,))
     seen = {f"1:{x}" for x in range(100, 201)}
     assert tiny.mutate(random.Random(0), parent, seen) is None  # nothing new is left: no endless loop
+
+
+def _seeds(scale: float = 4.0) -> dict[str, list[float]]:
+    return {"pi": factors.pi(64, scale), "ntk": factors.ntk(64, scale), "yarn": factors.yarn(64, 1e5, scale, 8192)}
+
+
+def test_longrope_space_represents_every_baseline_and_starts_from_them():
+    space = SearchSpace(64, 4.0, range(12, 21), kind="longrope")
+    assert space.critical_dims == [0] and (space.low, space.high) == (100, 800)
+    seeds = {name: space.represent(vector) for name, vector in _seeds().items()}
+    for name, candidate in seeds.items():
+        assert candidate is not None, name
+        assert max(abs(a - b) for a, b in zip(candidate.long_factor(64), _seeds()[name], strict=True)) <= 0.005
+    population = space.initial_population(random.Random(0), 32, extra=list(seeds.values()))
+    assert population[:3] == list(seeds.values()) and len(population) == 32
+    for c in population:  # every pair searched: free below any d_rcd, monotone, in [1, 2s]
+        assert space.is_valid(c) and factors.is_monotone(c.tail) and all(100 <= x <= 800 for x in c.tail)
+    # LongRoPE starts from the seeds and their mutants only: no flat (PI-like) tails other than PI itself
+    assert [c for c in population if len(set(c.tail)) == 1] == [seeds["pi"]]
+
+
+def test_longrope2_space_cannot_represent_pi_or_yarn_but_ntk_at_the_last_pair():
+    space = _space()
+    assert space.represent(factors.pi(64, 4.0)) is None and space.represent(factors.yarn(64, 1e5, 4.0, 8192)) is None
+    assert space.represent(factors.ntk(64, 4.0)) is None  # d_rcd 12-20: NTK's shape needs d_rcd = 31
+    wide = SearchSpace(64, 4.0, range(12, 32))
+    ntk = wide.represent(factors.ntk(64, 4.0))
+    assert ntk is not None and ntk.critical_dim == 31 and ntk.tail == (400,)
+    with pytest.raises(ValueError, match="search space must be one of"):
+        SearchSpace(64, 4.0, [12], kind="yarn")
