@@ -14,8 +14,9 @@ Stages (each cell is saved as soon as it is measured; a rerun skips what is done
    (PI, NTK, YaRN; rope type ``longrope2``) and the searched LongRoPE2 model, and for transformers' own ``yarn``,
    ``dynamic`` and ``longrope`` rope types on the same weights (their short-window cost); perplexity of 8k
    windows of the same held-out text for each.
-2. ``search``: ``hf-longrope2 search`` at 2x (16k), needle objective on ``builtin:pydoc``, the critical dimension
-   searched, paired racing; its log's comparison with the PI / NTK / YaRN seeds.
+2. ``search``: ``hf-longrope2 search`` at 2x (16k), needle objective with ``builtin:stdlib`` haystacks (pydoc,
+   where NIAH is evaluated, has only 2 documents of 16k tokens), the critical dimension searched, paired racing;
+   its log's comparison with the PI / NTK / YaRN seeds.
 3. ``long``: at 16k (2x) and 32k (4x), for original, PI, NTK, YaRN (each extended to that length with its own
    attention factor) and LongRoPE2 (16k: the searched factors; 32k: the same critical dimension with the searched
    tail doubled, because the search ran at 2x): perplexity of the last quarter of positions of ``builtin:stdlib``
@@ -266,7 +267,7 @@ def search_stage(work: Path, base: Path, budget: Budget, racing: str = "paired",
     if (out / "search_log.json").is_file():
         return out
     config = SearchConfig(
-        model=str(base), target_length=budget.search_target, output_dir=str(out), dataset="builtin:pydoc",
+        model=str(base), target_length=budget.search_target, output_dir=str(out), dataset="builtin:stdlib",
         num_samples=budget.search_samples, population=budget.population, parents=max(1, budget.population // 2),
         iterations=budget.iterations, candidates_per_step=max(1, budget.population // 2), dtype="bfloat16",
         attn_implementation="sdpa", racing=racing, seed=0, overwrite=True,
