@@ -12,9 +12,9 @@ is dropped as soon as it cannot become a parent ([`accumulate`], racing):
 
 - ``exact``: its partial sum already exceeds the current ``k``-th best total. Exact, because every per-sample loss
   is non-negative.
-- ``paired`` (adds to ``exact``): a one-sided paired t-test on the samples seen so far against the ``k``-th best
-  candidate's own losses on the same samples says, at the given confidence, that its full total would exceed
-  that candidate's ([`behind`]). This is what saves most forwards, because near the end of a search most children
+- ``paired`` (adds to ``exact``): a one-sided paired t-test of the per-sample loss ratios seen so far against the
+  ``k``-th best candidate's own losses on the same samples says, at the given confidence, that its full total
+  would exceed that candidate's ([`behind`]). This is what saves most forwards, because near the end of a search most children
   are a little worse than the parents on every sample, which the exact bound only notices at the last sample.
 """
 
@@ -61,23 +61,26 @@ def t_quantile(confidence: float, df: int) -> float:
     return (low + high) / 2
 
 
-def behind(differences: Sequence[float], remaining: int, confidence: float) -> bool:
+def behind(seen: Sequence[tuple[float, float]], unseen_reference: float, confidence: float) -> bool:
     """True when a candidate's full total would exceed the reference's, at `confidence` (one-sided paired t-test).
 
     Args:
-        differences: Per-sample ``candidate loss - reference loss`` on the samples seen so far.
-        remaining: Samples not scored yet; their differences are estimated by the mean seen so far.
-        confidence: E.g. 0.95; the test needs at least 2 samples seen (1 degree of freedom).
+        seen: ``(candidate loss, reference loss)`` on each sample scored so far.
+        unseen_reference: The reference's summed losses on the samples not scored yet.
+        confidence: E.g. 0.95; the test needs at least 2 samples (1 degree of freedom).
 
-    The lower confidence bound of the total difference is ``sum(seen) + remaining * (mean - t * sd / sqrt(m))``;
-    the candidate is behind when even that bound is positive.
+    The test is on per-sample log-ratios ``log(candidate / reference)``: samples differ in difficulty by a factor
+    (a hard sample is hard for every candidate), so ratios vary far less than differences. With ``L`` the lower
+    confidence bound of their mean, the candidate's total is at least ``sum(seen) + exp(L) * unseen_reference``;
+    it is behind when even that exceeds the reference's total.
     """
-    m = len(differences)
-    if m < 2 or remaining <= 0:
+    m = len(seen)
+    if m < 2 or unseen_reference <= 0:
         return False
-    mean, sd = statistics.fmean(differences), statistics.stdev(differences)
-    bound = math.fsum(differences) + remaining * (mean - t_quantile(confidence, m - 1) * sd / math.sqrt(m))
-    return bound > 0
+    ratios = [math.log(max(c, 1e-12) / max(r, 1e-12)) for c, r in seen]
+    lower = statistics.fmean(ratios) - t_quantile(confidence, m - 1) * statistics.stdev(ratios) / math.sqrt(m)
+    candidate = math.fsum(c for c, _ in seen) + math.exp(lower) * unseen_reference
+    return candidate > math.fsum(r for _, r in seen) + unseen_reference
 
 
 def accumulate(batch_losses: Iterable[list[tuple[int, float]]], num_samples: int, threshold: float,
@@ -97,7 +100,7 @@ def accumulate(batch_losses: Iterable[list[tuple[int, float]]], num_samples: int
         of its real total, because every per-sample loss is non-negative) and ``raced`` says whether the paired
         test (True) or the exact bound (False) stopped it.
     """
-    total, done, differences = 0.0, 0, []
+    total, done, seen = 0.0, 0, []
     for batch in batch_losses:
         total += math.fsum(loss for _, loss in batch)
         done += len(batch)
@@ -106,8 +109,9 @@ def accumulate(batch_losses: Iterable[list[tuple[int, float]]], num_samples: int
         if total > threshold:
             return {"total": total, "samples": done, "pruned": True, "raced": False}
         if reference is not None:
-            differences += [loss - reference[i] for i, loss in batch]
-            if behind(differences, num_samples - done, confidence):
+            seen += [(loss, reference[i]) for i, loss in batch]
+            unseen = math.fsum(reference) - math.fsum(r for _, r in seen)
+            if behind(seen, unseen, confidence):
                 return {"total": total, "samples": done, "pruned": True, "raced": True}
     return {"total": total, "samples": done, "pruned": False, "raced": False}
 

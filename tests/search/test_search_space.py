@@ -88,3 +88,26 @@ def test_longrope2_space_cannot_represent_pi_or_yarn_but_ntk_at_the_last_pair():
     assert ntk is not None and ntk.critical_dim == 31 and ntk.tail == (400,)
     with pytest.raises(ValueError, match="search space must be one of"):
         SearchSpace(64, 4.0, [12], kind="yarn")
+
+
+def test_t_quantile_matches_the_tables():
+    from hf_longrope2.search.scoring import t_quantile
+
+    # one-sided Student-t quantiles from the standard tables
+    for confidence, df, table in ((0.95, 1, 6.3138), (0.95, 2, 2.9200), (0.95, 5, 2.0150), (0.95, 30, 1.6973),
+                                  (0.90, 3, 1.6377), (0.80, 1, 1.3764)):
+        assert t_quantile(confidence, df) == pytest.approx(table, abs=1e-4)
+
+
+def test_paired_racing_rule():
+    from hf_longrope2.search.scoring import behind
+
+    reference = [4.0, 2.0, 1.0, 0.5]
+    twice = [(2 * r * (1 + 0.01 * i), r) for i, r in enumerate(reference)]  # 2x the reference on every sample
+    assert not behind(twice[:1], sum(reference[1:]), 0.95)  # one sample: no test
+    assert behind(twice[:2], sum(reference[2:]), 0.95)
+    mixed = [(6.0, 4.0), (1.0, 2.0)]  # 1.5x as bad, then twice as good: undecided
+    assert not behind(mixed, sum(reference[2:]), 0.95)
+    better = [(0.5 * r, r) for r in reference[:3]]
+    assert not behind(better, reference[3], 0.95)
+    assert not behind(twice[:3], 0.0, 0.95)  # nothing left to score: the exact bound decides
