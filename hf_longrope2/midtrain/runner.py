@@ -193,6 +193,7 @@ def run(config: MidtrainConfig) -> Path:
         (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle of the arguments: JSON instead
         tokenizer.save_pretrained(staging)
         training = masked_arguments(args)
+        training["output_dir"] = str(out)  # the model's folder (the Trainer's own output_dir is the checkpoints one)
         log = {
             "settings": {"script": asdict(script), "model": asdict(model_config), "training": training},
             "num_processes": trainer.accelerator.num_processes,

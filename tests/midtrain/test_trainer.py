@@ -138,6 +138,10 @@ def test_lora_recipe_saves_a_merged_model_and_resume_works(tmp_path):
     assert loaded["class"].endswith("LongRoPE2LlamaForCausalLM") and torch.isfinite(loaded["logits"]).all()
     log = json.loads((out / "midtrain_log.json").read_text())
     assert log["packing"]["rows"]["short"] > 0 and (out / "README.md").exists()
+    # the card names the model's own folder, not the checkpoints folder beside it
+    card = (out / "README.md").read_text()
+    assert f'from_pretrained("{out}"' in card and ".checkpoints" not in card and "# lora\n" in card
+    assert log["settings"]["training"]["output_dir"] == str(out) and log["checkpoints"].endswith("lora.checkpoints")
     # the Trainer's own resume: continue the LoRA run from checkpoint-2 (beside the model) to step 3; the finished
     # folder is replaced only with --overwrite
     first = [h for h in log["log_history"] if "loss" in h]
