@@ -9,8 +9,10 @@ hf-longrope2 demo --output-dir d --resume  # skip the stages an interrupted run 
 Stages, each written atomically into its own folder of ``--output-dir`` (so ``--resume`` reruns only what is
 missing):
 
-1. ``search/``: needle-driven LongRoPE2 factor search from the 256-token window to 8x (2048 tokens) on
-   Python's documentation (``hf-longrope2 search``): the search-only extended model;
+1. ``search/`` and ``search-longrope/``: needle-driven factor search from the 256-token window to 8x (2048 tokens)
+   on Python's documentation (``hf-longrope2 search``) in each search space: LongRoPE2's (``--space longrope2``)
+   and LongRoPE's (``--space longrope``, every pair searched, started from PI / NTK / YaRN). The one with the
+   better needle score is the search-only extended model the next stages use; the demo says which won;
 2. ``pi/``, ``ntk/``, ``yarn/``: the same base extended with the classic factor vectors, each with its own
    attention factor (``hf-longrope2 extend``);
 3. ``data/``: the midtraining corpus of [`hf_longrope2.tiny.recall_data`]: long documents of up to 2048 tokens whose
@@ -177,14 +179,27 @@ def stage(name: str, folder: Path, resume: bool, run: Callable[[], object], done
 
 
 def search_stage(base: Path, target: int, out: Path, budget: Budget, seed: int, resume: bool,
-                 objective: str = "needle") -> bool:
-    """``hf-longrope2 search`` of the LongRoPE2 factors of `base` to `target` tokens into `out`."""
+                 objective: str = "needle", space: str = "longrope2") -> bool:
+    """``hf-longrope2 search`` of the factors of `base` to `target` tokens in `space` into `out`."""
     config = SearchConfig(
         model=str(base), target_length=target, dataset=DATASET, output_dir=str(out), population=budget.population,
         parents=max(2, budget.population // 2), iterations=budget.iterations, num_samples=budget.search_samples,
-        candidates_per_step=budget.population, seed=seed, objective=objective, overwrite=True,
+        candidates_per_step=budget.population, seed=seed, objective=objective, space=space, overwrite=True,
     )
-    return stage(f"search ({objective})", out, resume, lambda: search(config))
+    return stage(f"search ({objective}, space {space})", out, resume, lambda: search(config))
+
+
+def search_spaces_table(searches: dict[str, Path]) -> tuple[str, str]:
+    """(markdown table of each space's best score next to the reference seeds, the winning space's name)."""
+    logs = {space: json.loads((folder / "search_log.json").read_text()) for space, folder in searches.items()}
+    winner = min(logs, key=lambda space: logs[space]["best"]["score"])
+    seeds = logs[winner]["seeds"]
+    rows = ["| search space | best needle score (lower is better) | d_rcd | used |", "|---|---|---|---|"]
+    rows += [f"| {space} | {log['best']['score']:.4f} | {log['best']['critical_dim']} | "
+             f"{'yes' if space == winner else ''} |" for space, log in logs.items()]
+    rows += [f"| {name} (reference, its own attention factor) | {seed['score']:.4f} | | |"
+             for name, seed in seeds.items()]
+    return "\n".join(rows), winner
 
 
 def extend_stage(base: Path, method: str, target: int, out: Path, resume: bool) -> bool:
@@ -241,19 +256,25 @@ def run(config: DemoConfig) -> Path:
     window = AutoConfig.from_pretrained(base).max_position_embeddings
     target = args.scale * window
     started = time.perf_counter()
-    search_stage(base, target, out / "search", budget, args.seed, args.resume)
+    searches = {"longrope2": out / "search", "longrope": out / "search-longrope"}
+    for space, folder in searches.items():
+        search_stage(base, target, folder, budget, args.seed, args.resume, space=space)
+    spaces, winner = search_spaces_table(searches)
+    print(f"[demo] search spaces (the better one is midtrained):\n{spaces}", flush=True)
     for method in METHODS:
         extend_stage(base, method, target, out / method, args.resume)
     data_stage(base, out / "data", target, window, budget.midtrain_steps, args.seed, args.resume)
-    midtrain_stage(out / "search", out / "longrope2", target, budget.midtrain_steps, args.seed, args.resume,
+    midtrain_stage(searches[winner], out / "longrope2", target, budget.midtrain_steps, args.seed, args.resume,
                    out / "data")
     models = {"original": base, "pi": out / "pi", "ntk": out / "ntk", "yarn": out / "yarn",
-              "longrope2_search": out / "search", "longrope2": out / "longrope2"}
+              "longrope2_search": searches[winner], "longrope2": out / "longrope2"}
     lengths = [window * k for k in (1, 2, 4, 8) if window * k <= target]
     ran = eval_stage(models, out / "report", lengths, budget, args.seed + 1, args.resume)
     report = json.loads((out / "report" / "report.json").read_text())
     if not ran:
         print(summary_table(report))
+    print(f"\nSearch spaces: {winner} won; its factors are longrope2_search and were midtrained into longrope2.\n"
+          f"{spaces}")
     write_model_card(out / "longrope2", **card_inputs(out / "longrope2"), report=report, report_model="longrope2")
     print(f"[demo] done in {time.perf_counter() - started:.0f} s: extended model {out / 'longrope2'}, "
           f"report {out / 'report' / 'report.md'}")

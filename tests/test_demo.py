@@ -103,6 +103,12 @@ def test_quick_demo_writes_the_report_and_a_loadable_extended_model(demo, tmp_pa
     # original, PI, NTK and YaRN models are the base inside the window; so is the search-only model
     short = {name: m["short"]["ppl"] for name, m in report["models"].items()}
     assert all(short[n] == pytest.approx(short["original"], rel=1e-6) for n in NAMES[:5])
+    # both search spaces ran; the one with the better needle score is what was midtrained
+    logs = {space: json.loads((demo / folder / "search_log.json").read_text())
+            for space, folder in (("longrope2", "search"), ("longrope", "search-longrope"))}
+    assert {space: log["space"] for space, log in logs.items()} == {"longrope2": "longrope2", "longrope": "longrope"}
+    winner = min(logs, key=lambda space: logs[space]["best"]["score"])
+    assert config["rope_parameters"]["long_factor"] == pytest.approx(logs[winner]["best"]["long_factor"])
 
 
 @pytest.mark.slow
@@ -110,7 +116,8 @@ def test_demo_resume_keeps_finished_stages(demo, capsys):
     before = (demo / "report" / "report.json").read_text()
     assert cli.main(["demo", "--quick", "--output-dir", str(demo), "--resume"]) == 0
     out = capsys.readouterr().out
-    assert out.count("kept from the earlier run") == 7 and "| longrope2 |" in out  # search, 3 baselines, data, ...
+    assert out.count("kept from the earlier run") == 8 and "| longrope2 |" in out  # 2 searches, 3 baselines, data, ...
+    assert re.search(r"Search spaces: (longrope2|longrope) won", out) and "| yarn (reference" in out
     assert (demo / "report" / "report.json").read_text() == before
 
 
