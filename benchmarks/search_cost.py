@@ -1,32 +1,25 @@
-"""Cost of the factor search: forward passes, evaluation memory and process scaling, side by side in one run.
+"""Cost of the factor search: forward passes under racing, evaluation memory and process scaling, in one run.
 
-    python benchmarks/search_cost.py            # writes benchmarks/results/search_cost.json (a few minutes, 2 cores)
+    python benchmarks/search_cost.py            # writes benchmarks/results/search_cost.json (~35 min, 2 cores)
     python benchmarks/search_cost.py --help     # the settings that can be changed (defaults = the recorded run)
 
-Everything runs offline on the CPU in a temporary folder (``HF_LONGROPE2_CACHE`` points there too). The model
-is a tiny Llama (``hf_longrope2.tiny.models.tiny_config("llama")``: 2 layers, hidden 64, rotary dim 16, the 100-symbol
-character tokenizer) with a 128-token window, trained for a few seconds on a synthetic corpus of pangrams and
-searched for 512 tokens: like a real LM and unlike a random one, its loss at the target length depends strongly
-on the factors (a random tiny model scores every candidate within a few percent, and exact early rejection
-then almost never fires).
-The search uses ``--objective ppl``: the answer of a needle is a random number this model cannot predict,
-which would flatten the landscape; pruning works the same for both objectives (sums of non-negative
-per-sample losses).
+Everything runs offline on the CPU. The model is the shipped tiny base (``hf_longrope2.tiny.base``: Llama,
+256-token window, head_dim 64, rotary dim 64), searched for 2048 tokens (8x) with the needle objective on
+``builtin:pydoc`` (6 samples), as the demo does, in the ``longrope2`` space.
 
-(a) ``forward_ratio`` = forwards(ours) / forwards(reference), new/old, < 1 is a saving. One forward = one
-    sample through the decoder (counted by a forward hook on the decoder, so only executed passes count).
+(a) Forward passes, for each of ``--seeds`` (one decoder row = one sample forward, counted by a forward hook):
     *Reference schedule*: a plain elitist GA as in the reference LongRoPE code, which scores every member of
     each generation's population on every sample with no early stopping: every iteration the surviving
-    parents are scored again (no memo) alongside the new children, and no candidate is ever stopped early.
-    It is run, not computed: ``hf_longrope2.search.main`` with ``--prune false`` and ``Search`` replaced by
-    a subclass that, before breeding each iteration, re-scores that iteration's parents with the same
-    Evaluator (and checks the totals are reproduced exactly). Children come from the same generator with
-    the same seed in both runs, so both visit the same candidates and must find the same best factors.
-    *Ours*: the package's default (a candidate seen before is never re-scored; exact early rejection).
-    ``memo_only_ratio`` and ``pruning_only_ratio`` split the saving (the reference run's own log is the
-    memo-only schedule). Exact rejection stops a candidate only once its partial sum exceeds the k-th best
-    total, so with per-sample losses of similar size it needs a candidate about n/(n-1) times worse than the
-    k-th best and then saves the last sample or so; on this flat a landscape most of the saving is the memo.
+    parents are scored again (no memo) alongside the new children. It is run: ``--racing off`` with ``Search``
+    replaced by a subclass that re-scores that iteration's parents before breeding (and checks the totals are
+    reproduced exactly). Its own log's ``sample_forwards`` is the memo-only schedule.
+    ``forward_ratio`` = memo only / reference; ``exact_forward_ratio`` = ``--racing exact`` / reference (the
+    exact bound alone: the same candidates and the same best as the reference, checked);
+    ``racing_forward_ratio`` = ``--racing paired`` (the default, 95% confidence) / reference; the same at
+    ``--low-confidence`` is reported as ``racing_forward_ratio_low_confidence``. Racing changes which candidates
+    breed, so its best can differ: each run's best score is compared with the reference's, in units of the
+    reference best's sample noise (the standard error of its mean per-sample NLL, as a factor on the score).
+    Every ratio is the mean over seeds; the per-seed values are kept.
 (b) ``memory_ratio`` = peak(needle evaluation, ``labelled_nll``) / peak(full logits, ``full_logits_nll``),
     new/old. Each runs once in a fresh subprocess on a random Llama (2 layers, hidden 64) with SmolLM2's
     vocabulary size (49,152), extended with YaRN factors from 2,048 to 8,192 tokens, on 8,192 random tokens
@@ -34,11 +27,11 @@ per-sample losses).
     (``VmHWM``), reset with ``/proc/self/clear_refs`` just before the evaluation, minus the resident memory
     at that moment: the memory the evaluation itself added.
 (c) ``two_process_speedup`` = time(1 process) / time(2 processes), old/new, > 1 is a speed-up: the same
-    search through ``accelerate launch`` with 1 (``--cpu``) and 2 (``--multi_gpu`` with ``ACCELERATE_USE_CPU=1``,
-    gloo) processes, one torch thread per process in both, timed by the ``wall_time_s`` of each
-    ``search_log.json`` (the search loop, without start-up); the whole subprocess time is recorded too, as is
-    a single process with torch's default thread count. The 1- and 2-process runs alternate ``--repeats``
-    times and the fastest of each counts. All runs must find the same best factors as each other and as (a).
+    search (seed 0, paired racing) through ``accelerate launch`` with 1 (``--cpu``) and 2 (``--multi_gpu`` with
+    ``ACCELERATE_USE_CPU=1``, gloo) processes, one torch thread per process in both, timed by the ``wall_time_s``
+    of each ``search_log.json`` (the search loop, without start-up); the whole subprocess time is recorded too,
+    as is a single process with torch's default thread count. The 1- and 2-process runs alternate ``--repeats``
+    times and the fastest of each counts. All runs must find the same best factors.
 
 The machine's load average is recorded next to each timing: other work on a 2-core machine skews (c).
 """
@@ -52,7 +45,6 @@ import json
 import math
 import os
 import platform
-import random
 import re
 import socket
 import statistics
@@ -68,77 +60,25 @@ from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = Path(__file__).parent / "results" / "search_cost.json"
-PANGRAMS = (
-    "the quick brown fox jumps over the lazy dog. ",
-    "pack my box with five dozen liquor jugs! ",
-    "how vexingly quick daft zebras jump? ",
-    "sphinx of black quartz, judge my vow; ",
-)
 LABELLED_TOKENS = 8
 
 SEARCH = dict(
-    target_length=512,
-    population=16,
-    parents=8,
-    iterations=6,
-    num_samples=10,
-    objective="ppl",
-    candidates_per_step=16,
-    seed=0,
+    target_length=2048,
+    population=32,
+    parents=16,
+    iterations=20,
+    num_samples=6,
+    objective="needle",
+    candidates_per_step=32,
+    dataset="builtin:pydoc",
 )  # critical dims: the package default (the paper's [d10_tcd, d_tcd])
-TRAIN = dict(window=128, steps=200, batch_size=8, lr=1e-2, seed=0, documents=12)
 MEMORY = dict(length=8192, vocab_size=49152, hidden_size=64, num_layers=2, heads=4, kv_heads=2, original=2048)
 THREADS_PER_PROCESS = 1
 
 
 # -- setup ---------------------------------------------------------------------------------------------------------
-def write_corpus(folder: Path, documents: int, chars: int, seed: int) -> list[str]:
-    """`documents` text files of random pangram sequences, each at least `chars` characters long."""
-    rng = random.Random(seed)
-    folder.mkdir(parents=True)
-    texts = []
-    for i in range(documents):
-        parts: list[str] = []
-        while sum(map(len, parts)) < chars:
-            parts.append(rng.choice(PANGRAMS))
-        texts.append("".join(parts))
-        (folder / f"doc{i:02d}.txt").write_text(texts[-1])
-    return texts
-
-
-def train_tiny_model(
-    path: Path, texts: list[str], window: int, steps: int, batch_size: int, lr: float, seed: int
-) -> dict:
-    """Train ``tiny_config("llama")`` with a `window`-token context on `texts`; save it with the char tokenizer."""
-    import torch
-    from transformers import LlamaForCausalLM
-
-    from hf_longrope2.tiny.models import char_tokenizer, tiny_config
-
-    tokenizer = char_tokenizer()
-    ids = torch.tensor(tokenizer("".join(texts), add_special_tokens=False)["input_ids"])
-    torch.manual_seed(seed)
-    config = tiny_config("llama")
-    config.max_position_embeddings = window
-    model = LlamaForCausalLM(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
-    started = time.perf_counter()
-    loss = torch.tensor(float("nan"))
-    for _ in range(steps):
-        starts = torch.randint(0, len(ids) - window, (batch_size,)).tolist()
-        batch = torch.stack([ids[s : s + window] for s in starts])
-        loss = model(input_ids=batch, labels=batch).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    seconds = time.perf_counter() - started
-    model.eval().save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return {"final_train_loss": float(loss.detach()), "train_seconds": seconds}
-
-
-def search_argv(model: Path, dataset: Path, output_dir: Path, search: dict, *extra: str) -> list[str]:
-    argv = ["--model", str(model), "--dataset", str(dataset), "--output-dir", str(output_dir)]
+def search_argv(model: Path, output_dir: Path, search: dict, *extra: str) -> list[str]:
+    argv = ["--model", str(model), "--output-dir", str(output_dir)]
     for key, value in search.items():
         if value is not None:
             argv += [f"--{key.replace('_', '-')}", str(value)]
@@ -157,9 +97,16 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def sample_noise(log: dict) -> float:
+    """The best's score noise as a factor: exp(standard error of its mean per-sample NLL)."""
+    best = next(e for e in log["evaluated"] if not e["pruned"] and e["score"] == log["best"]["score"])
+    losses = best["losses"]
+    return math.exp(statistics.stdev(losses) / math.sqrt(len(losses)))
+
+
 # -- (a) forward passes --------------------------------------------------------------------------------------------
-def forward_counts(model: Path, dataset: Path, work: Path, search: dict) -> dict:
-    """Run the reference schedule and ours in this process; count executed decoder forwards (sample rows)."""
+def forward_counts(model: Path, work: Path, search: dict, seed: int, low_confidence: float) -> dict:
+    """Run the reference schedule and the racing modes in this process; count executed decoder forwards."""
     import torch
 
     from hf_longrope2.cli.search import parse_args
@@ -200,19 +147,23 @@ def forward_counts(model: Path, dataset: Path, work: Path, search: dict) -> dict
 
     torch.set_num_threads(THREADS_PER_PROCESS)
     runs: dict[str, dict] = {}
-    for name, extra, search_class in (
-        ("reference", ["--prune", "false"], ReferenceSchedule),
-        ("ours", [], search_module.Search),
-    ):
+    modes = (
+        ("reference", ["--racing", "off"], ReferenceSchedule),
+        ("exact", ["--racing", "exact"], search_module.Search),
+        ("paired", ["--racing", "paired"], search_module.Search),
+        ("paired_low_confidence", ["--racing", "paired", "--racing-confidence", str(low_confidence)],
+         search_module.Search),
+    )
+    for name, extra, search_class in modes:
         counter["rows"] = 0
-        out = work / f"forwards-{name}"
+        out = work / f"forwards-{seed}-{name}"
         with (
             mock.patch.object(search_module, "Evaluator", CountingEvaluator),
             mock.patch.object(search_module, "Search", search_class),
         ):
             started = time.perf_counter()
-            with (work / f"forwards-{name}.log").open("w") as sink, redirect_stdout(sink), redirect_stderr(sink):
-                search_module.run(parse_args(search_argv(model, dataset, out, search, *extra)))
+            with (work / f"forwards-{seed}-{name}.log").open("w") as sink, redirect_stdout(sink), redirect_stderr(sink):
+                search_module.run(parse_args(search_argv(model, out, search, "--seed", str(seed), *extra)))
             total_seconds = time.perf_counter() - started
         log = read_log(out)
         runs[name] = {
@@ -220,36 +171,42 @@ def forward_counts(model: Path, dataset: Path, work: Path, search: dict) -> dict
             "sample_forwards_in_log": log["sample_forwards"],
             "candidates_evaluated": len(log["evaluated"]),
             "candidates_stopped_early": sum(bool(e["pruned"]) for e in log["evaluated"]),
-            "duplicates_skipped": log.get("duplicates_skipped"),
+            "candidates_raced": sum(bool(e.get("raced")) for e in log["evaluated"]),
             "search_seconds": log["wall_time_s"],
             "total_seconds": total_seconds,
             "best": best_of(log),
             "best_score": log["best"]["score"],
-            "seed_scores": {seed_name: seed["score"] for seed_name, seed in log["seeds"].items()},
-            "geometry": log["geometry"],
+            "best_sample_noise": sample_noise(log),
+            "seed_scores": {seed_name: s["score"] for seed_name, s in log["seeds"].items()},
             "evaluated_keys": [e["key"] for e in log["evaluated"]],
         }
-    ref, ours = runs["reference"], runs["ours"]
+    ref = runs["reference"]
     ref["parents_rescored"] = rescored["candidates"]
     ref["parent_rescoring_forwards"] = rescored["rows"]
     ref["rescoring_max_abs_total_diff"] = rescored["max_abs_diff"]
+    noise = ref["best_sample_noise"]
+    for run in runs.values():
+        run["forward_ratio_vs_reference"] = run["forwards"] / ref["forwards"]
+        run["best_vs_reference"] = run["best_score"] / ref["best_score"]  # < 1: better than the reference's best
+        run["best_within_noise"] = abs(math.log(run["best_vs_reference"])) <= math.log(noise)
+        run["same_best"] = run["best"] == ref["best"]
     checks = {
-        "same_best": ref["best"] == ours["best"],
-        "same_candidates_visited": ref["evaluated_keys"] == ours["evaluated_keys"],
+        "exact_same_best": runs["exact"]["best"] == ref["best"],
+        "exact_same_candidates_visited": runs["exact"]["evaluated_keys"] == ref["evaluated_keys"],
         "reference_counted_equals_log_plus_rescoring": ref["forwards"]
         == ref["sample_forwards_in_log"] + rescored["rows"],
-        "ours_counted_equals_log": ours["forwards"] == ours["sample_forwards_in_log"],
+        "counted_equals_log": all(runs[n]["forwards"] == runs[n]["sample_forwards_in_log"] for n in runs if n != "reference"),
         "rescoring_reproduces_totals": rescored["max_abs_diff"] == 0.0,
     }
     for run in runs.values():
         del run["evaluated_keys"]
     return {
-        "forward_ratio": ours["forwards"] / ref["forwards"],
-        "search_time_ratio": ours["search_seconds"] / ref["search_seconds"],
-        "memo_only_ratio": ref["sample_forwards_in_log"] / ref["forwards"],
-        "pruning_only_ratio": ours["forwards"] / ref["sample_forwards_in_log"],
-        "reference": ref,
-        "ours": ours,
+        "seed": seed,
+        "forward_ratio": ref["sample_forwards_in_log"] / ref["forwards"],
+        "exact_forward_ratio": runs["exact"]["forward_ratio_vs_reference"],
+        "racing_forward_ratio": runs["paired"]["forward_ratio_vs_reference"],
+        "racing_forward_ratio_low_confidence": runs["paired_low_confidence"]["forward_ratio_vs_reference"],
+        "runs": runs,
         "checks": checks,
     }
 
@@ -361,7 +318,7 @@ def timed_search(name: str, launcher: list[str], argv: list[str], env: dict, wor
     }
 
 
-def process_scaling(model: Path, dataset: Path, work: Path, search: dict, repeats: int) -> dict:
+def process_scaling(model: Path, work: Path, search: dict, repeats: int) -> dict:
     """1 vs 2 processes, `repeats` times each, interleaved; then 1 process with torch's default threads, once."""
     recipe = str(ROOT / "recipes" / "search.py")
     accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1"]
@@ -380,7 +337,7 @@ def process_scaling(model: Path, dataset: Path, work: Path, search: dict, repeat
     runs: dict[str, list[dict]] = {name: [] for name in configs}
     for i, name in enumerate(order):
         launcher, env = configs[name]
-        argv = search_argv(model, dataset, work / f"{name}-{i}", search)
+        argv = search_argv(model, work / f"{name}-{i}", search, "--seed", "0")
         runs[name].append(timed_search(f"{name}-{i}", launcher, argv, env, work))
     summary = {
         name: {
@@ -406,53 +363,43 @@ def process_scaling(model: Path, dataset: Path, work: Path, search: dict, repeat
 
 
 # -- report --------------------------------------------------------------------------------------------------------
-def write_json_atomically(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+def mean(values) -> float:
+    return statistics.fmean(values)
 
 
 def print_table(result: dict) -> None:
-    f, m, p = result["forwards"], result["memory"], result["processes"]
-    one, two = p["summary"]["one_process"], p["summary"]["two_processes"]
-    default = p["summary"]["one_process_default_threads"]
-    rows = [
-        (
-            "(a) sample forwards: reference / ours",
-            f"{f['reference']['forwards']} / {f['ours']['forwards']}",
-            f"forward_ratio {result['forward_ratio']:.3f}",
-        ),
-        (
-            "    no memo, no pruning / memo only",
-            f"{f['reference']['forwards']} / {f['reference']['sample_forwards_in_log']}",
-            f"memo-only ratio {f['memo_only_ratio']:.3f}",
-        ),
-        (
-            "    stopped early / evaluated (ours)",
-            f"{f['ours']['candidates_stopped_early']} / {f['ours']['candidates_evaluated']}",
-            f"same best: {f['checks']['same_best']}",
-        ),
-        (
-            "(b) peak MB: needle / full logits",
-            f"{m['needle']['peak_growth_mb']:.1f} / {m['full_logits']['peak_growth_mb']:.1f}",
-            f"memory_ratio {result['memory_ratio']:.4f}",
-        ),
-        (
-            "(c) search s: 1 proc / 2 procs",
-            f"{one['search_seconds_min']:.2f} / {two['search_seconds_min']:.2f}",
-            f"two_process_speedup {result['two_process_speedup']:.2f}",
-        ),
-        (
-            "    total s: 1 proc / 2 procs",
-            f"{one['total_seconds_min']:.2f} / {two['total_seconds_min']:.2f}",
-            f"same best: {p['same_best_across_process_counts']}",
-        ),
+    rows = []
+    for seed in result["forwards"]:
+        runs = seed["runs"]
+        rows.append((f"(a) seed {seed['seed']}: forwards reference / memo / exact / paired / paired low",
+                     " / ".join(str(x) for x in (runs["reference"]["forwards"],
+                                                 runs["reference"]["sample_forwards_in_log"],
+                                                 runs["exact"]["forwards"], runs["paired"]["forwards"],
+                                                 runs["paired_low_confidence"]["forwards"])),
+                     "best vs ref: " + ", ".join(f"{runs[n]['best_vs_reference']:.3f}"
+                                                 for n in ("exact", "paired", "paired_low_confidence"))
+                     + f" (noise x{runs['reference']['best_sample_noise']:.3f})"))
+    rows.append(
+        ("(a) mean ratios memo / exact / paired / paired low", " / ".join(
+            f"{result[k]:.3f}" for k in ("forward_ratio", "exact_forward_ratio", "racing_forward_ratio",
+                                         "racing_forward_ratio_low_confidence")), ""))
+    m, p = result["memory"], result["processes"]
+    if m:
+        rows.append(("(b) peak MB: needle / full logits",
+         f"{m['needle']['peak_growth_mb']:.1f} / {m['full_logits']['peak_growth_mb']:.1f}",
+         f"memory_ratio {result['memory_ratio']:.4f}"))
+    if p:
+        one, two = p["summary"]["one_process"], p["summary"]["two_processes"]
+        default = p["summary"]["one_process_default_threads"]
+        rows += [("(c) search s: 1 proc / 2 procs", f"{one['search_seconds_min']:.2f} / {two['search_seconds_min']:.2f}",
+         f"two_process_speedup {result['two_process_speedup']:.2f}"),
+        ("    total s: 1 proc / 2 procs", f"{one['total_seconds_min']:.2f} / {two['total_seconds_min']:.2f}",
+         f"same best: {p['same_best_across_process_counts']}"),
         ("    1 proc, default threads: search s", f"{default['search_seconds_min']:.2f}", ""),
     ]
     width = max(len(r[0]) for r in rows)
     for label, values, ratio in rows:
-        print(f"{label:<{width}}  {values:<22} {ratio}")
+        print(f"{label:<{width}}  {values:<30} {ratio}")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -462,7 +409,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for key, value in SEARCH.items():
         parser.add_argument(f"--{key.replace('_', '-')}", type=type(value), default=value, help="search setting")
     parser.add_argument("--critical-dims", default=None, help="search setting (default: the package's range)")
-    parser.add_argument("--train-steps", type=int, default=TRAIN["steps"])
+    parser.add_argument("--seeds", default="0,1,2", help="search seeds of (a), comma-separated")
+    parser.add_argument("--low-confidence", type=float, default=0.8, help="the second racing confidence of (a)")
+    parser.add_argument("--parts", default="a,b,c", help="which of (a), (b), (c) to run (the others: from --output)")
     parser.add_argument("--repeats", type=int, default=2, help="timed 1- and 2-process runs each, interleaved")
     parser.add_argument("--memory-length", type=int, default=MEMORY["length"])
     parser.add_argument("--memory-vocab-size", type=int, default=MEMORY["vocab_size"])
@@ -472,15 +421,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+DEFINITIONS = {
+    "forward_ratio": "new/old = sample forwards with the memo only (a candidate seen before is never re-scored; no "
+    "early stopping) / sample forwards of the reference schedule (plain elitist GA as in the reference LongRoPE "
+    "code: every generation's whole population, surviving parents included, scored on every sample); mean over seeds",
+    "exact_forward_ratio": "new/old = sample forwards with --racing exact (memo + the exact bound) / reference",
+    "racing_forward_ratio": "new/old = sample forwards with --racing paired (memo + exact bound + a one-sided paired "
+    "t-test at 95% against the k-th parent, the default) / reference; mean over seeds",
+    "racing_forward_ratio_low_confidence": "the same with --racing-confidence LOW (see settings.low_confidence)",
+    "memory_ratio": "new/old = peak resident-memory growth of one labelled_nll evaluation / of one full_logits_nll "
+    "evaluation (model(...).logits), same model, tokens and length; < 1 is a saving",
+    "two_process_speedup": "old/new = search-loop seconds (search_log.json wall_time_s) with 1 process / with 2 "
+    "processes (accelerate launch, gloo, 1 torch thread per process); > 1 is a speed-up",
+}
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     if args.memory_worker:
         print(json.dumps(memory_worker(args.memory_worker, json.loads(args.memory_settings))))
         return {}
     started = time.perf_counter()
+    parts = set(args.parts.split(","))
+    previous = json.loads(args.output.read_text()) if args.output.is_file() and parts != {"a", "b", "c"} else {}
     search = {key: getattr(args, key) for key in (*SEARCH, "critical_dims")}
-    train = {**TRAIN, "steps": args.train_steps}
     memory = {**MEMORY, "length": args.memory_length, "vocab_size": args.memory_vocab_size}
+    seeds = [int(x) for x in args.seeds.split(",")]
     with tempfile.TemporaryDirectory(prefix="search_cost.") as tmp:
         work = Path(tmp)
         os.environ["HF_LONGROPE2_CACHE"] = str(work / "cache")
@@ -489,53 +455,52 @@ def main(argv: list[str] | None = None) -> dict:
         import torch
         import transformers
 
+        from hf_longrope2.tiny.base import tiny_base_path
         from hf_longrope2.utils.environment import versions
 
         default_threads = torch.get_num_threads()
         transformers.logging.set_verbosity_error()
         transformers.utils.logging.disable_progress_bar()
-        texts = write_corpus(work / "corpus", train["documents"], 4 * search["target_length"], train["seed"])
-        torch.set_num_threads(THREADS_PER_PROCESS)
-        print(f"training the tiny model ({train['steps']} steps) ...", flush=True)
-        model_info = train_tiny_model(
-            work / "model", texts, train["window"], train["steps"], train["batch_size"], train["lr"], train["seed"]
-        )
-        print("(a) forward passes: reference schedule, then ours ...", flush=True)
-        forwards = forward_counts(work / "model", work / "corpus", work, search)
-        print("(b) peak memory: needle vs full logits ...", flush=True)
-        memory_result = memory_peaks(memory)
-        print("(c) one process vs two ...", flush=True)
-        processes = process_scaling(work / "model", work / "corpus", work, search, args.repeats)
-    same_as_a = processes["best"] == forwards["ours"]["best"]
+        model = tiny_base_path()
+        forwards = previous.get("forwards")
+        if "a" in parts:
+            forwards = []
+            for seed in seeds:
+                print(f"(a) forward passes, seed {seed}: reference schedule, exact, paired, paired at "
+                      f"{args.low_confidence} ...", flush=True)
+                forwards.append(forward_counts(model, work, search, seed, args.low_confidence))
+        memory_result = previous.get("memory")
+        if "b" in parts:
+            print("(b) peak memory: needle vs full logits ...", flush=True)
+            memory_result = memory_peaks(memory)
+        processes = previous.get("processes")
+        if "c" in parts:
+            print("(c) one process vs two ...", flush=True)
+            processes = process_scaling(model, work, search, args.repeats)
     result = {
-        "forward_ratio": forwards["forward_ratio"],
-        "memory_ratio": memory_result["memory_ratio"],
-        "two_process_speedup": processes["two_process_speedup"],
-        "definitions": {
-            "forward_ratio": "new/old = sample forwards of ours (memo + exact early rejection) / sample forwards of "
-            "the reference schedule (plain elitist GA as in the reference LongRoPE code: every generation's whole "
-            "population, surviving parents included, scored on every sample, no memo, no early stopping); "
-            "< 1 is a saving. Both counted by a forward hook on the decoder; same seed, same candidates visited",
-            "memory_ratio": "new/old = peak resident-memory growth of one labelled_nll evaluation / of one "
-            "full_logits_nll evaluation (model(...).logits), same model, tokens and length; < 1 is a saving",
-            "two_process_speedup": "old/new = search-loop seconds (search_log.json wall_time_s) with 1 process / "
-            "with 2 processes (accelerate launch, gloo, 1 torch thread per process); > 1 is a speed-up",
-        },
+        "forward_ratio": mean(f["forward_ratio"] for f in forwards),
+        "exact_forward_ratio": mean(f["exact_forward_ratio"] for f in forwards),
+        "racing_forward_ratio": mean(f["racing_forward_ratio"] for f in forwards),
+        "racing_forward_ratio_low_confidence": mean(f["racing_forward_ratio_low_confidence"] for f in forwards),
+        "racing_best_within_noise": [f["runs"]["paired"]["best_within_noise"] for f in forwards],
+        "racing_best_vs_reference": [f["runs"]["paired"]["best_vs_reference"] for f in forwards],
+        "racing_low_confidence_best_within_noise": [f["runs"]["paired_low_confidence"]["best_within_noise"]
+                                                    for f in forwards],
+        "memory_ratio": memory_result["memory_ratio"] if memory_result else None,
+        "two_process_speedup": processes["two_process_speedup"] if processes else None,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "definitions": DEFINITIONS,
         "forwards": forwards,
         "memory": memory_result,
-        "processes": {**processes, "same_best_as_a": same_as_a},
+        "processes": processes,
         "settings": {
             "search": search,
-            "model": {
-                "config": "hf_longrope2.tiny.models.tiny_config('llama') (2 layers, hidden 64, 4 heads, rotary dim 16) "
-                "with max_position_embeddings = window, character tokenizer, trained at that window on the corpus",
-                **train,
-                **model_info,
-            },
-            "corpus": f"{train['documents']} documents of random pangram sequences, {4 * search['target_length']}+ "
-            "characters each",
+            "seeds": seeds,
+            "low_confidence": args.low_confidence,
+            "model": "hf_longrope2.tiny.base (the shipped tiny base: Llama, 256-token window, rotary dim 64)",
             "memory": {**memory, "labelled_tokens": LABELLED_TOKENS, "attn_implementation": "sdpa", "dtype": "float32"},
             "threads_per_process": THREADS_PER_PROCESS,
+            "parts_run_now": sorted(parts),
         },
         "versions": versions(),
         "machine": {
@@ -546,14 +511,14 @@ def main(argv: list[str] | None = None) -> dict:
         },
         "command": " ".join(["python", "benchmarks/search_cost.py", *(sys.argv[1:] if argv is None else argv)]),
         "benchmark_seconds": time.perf_counter() - started,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    from hf_longrope2.utils.atomic import write_json_atomically
+
     write_json_atomically(args.output, result)
     print_table(result)
     print(f"{result['benchmark_seconds']:.0f} s -> {args.output}")
-    failed = [name for name, ok in forwards["checks"].items() if not ok]
-    failed += [] if processes["same_best_across_process_counts"] else ["same_best_across_process_counts"]
-    failed += [] if same_as_a else ["processes.same_best_as_a"]
+    failed = [f"seed {f['seed']}: {name}" for f in forwards for name, ok in f["checks"].items() if not ok]
+    failed += [] if not processes or processes["same_best_across_process_counts"] else ["same_best_across_processes"]
     if failed:
         print(f"CHECKS FAILED: {failed}", file=sys.stderr)
         sys.exit(1)
