@@ -14,8 +14,9 @@ is dropped as soon as it cannot become a parent ([`accumulate`], racing):
   is non-negative.
 - ``paired`` (adds to ``exact``): a one-sided paired t-test of the per-sample loss ratios seen so far against the
   ``k``-th best candidate's own losses on the same samples says, at the given confidence, that its full total
-  would exceed that candidate's ([`behind`]). This is what saves most forwards, because near the end of a search most children
-  are a little worse than the parents on every sample, which the exact bound only notices at the last sample.
+  would exceed that candidate's ([`behind`]). It can stop a child that is a little worse than the parents on
+  every sample, which the exact bound only notices at its last sample (how many forwards that saves:
+  ``benchmarks/search_cost.py``).
 """
 
 from __future__ import annotations
