@@ -17,8 +17,10 @@ Everything is checked before anything goes over the network: ``config.json`` is 
 (every shard of the index, headers consistent with the file sizes); the code files named in ``auto_map`` and the
 files they import relatively are there; a tokenizer; a ``README.md`` model card with metadata; the repo id.
 Hidden files and folders (``.search-state``, atomic-write leftovers), ``checkpoint-*`` folders, ``__pycache__``
-and ``*.tmp`` / ``*.pyc`` files are not uploaded. The upload is one ``HfApi.upload_folder`` call restricted to
-exactly the checked files, after ``create_repo`` (and ``create_branch`` for a new ``--revision``).
+and ``*.tmp`` / ``*.pyc`` files are not uploaded. A credential anywhere in a file to upload, in its name or in
+its safetensors metadata (``publish/secrets.py``) refuses the whole push. The upload is one
+``HfApi.upload_folder`` call restricted to exactly the checked files, after ``create_repo`` (and
+``create_branch`` for a new ``--revision``).
 """
 
 from __future__ import annotations
@@ -27,7 +29,6 @@ import fnmatch
 import glob
 import json
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from ..utils.atomic import write_text_atomically
 from ..utils.environment import __version__
 from ..utils.loading import check_rope_values, weight_problems
 from .cards import card_inputs, render_model_card
+from .secrets import refuse_secrets
 
 JUNK_DIRS = ("__pycache__",)
 JUNK_SUFFIXES = (".tmp", ".pyc", ".lock")
@@ -64,8 +66,6 @@ def validate_repo_id(repo_id: str) -> str:
 CREDENTIAL_NAMES = (".env*", "id_rsa*", "id_dsa*", "id_ecdsa*", "id_ed25519*", "*.pem", "*.key", "*.p12",
                     "credentials*", ".netrc", ".git-credentials", ".pypirc")
 PICKLED_ARGUMENTS = ("training_args.bin",)  # the Trainer's pickle of its arguments: may hold a token
-TOKEN_LINE = re.compile(rb"(?m)^\s*(?:[A-Za-z_]*TOKEN\s*[=:]\s*[\"']?)?hf_[A-Za-z0-9]{30,}")
-SCAN_LIMIT = 50 * 2**20  # content scan of files up to this size; weights are never text
 
 
 def _skip_reason(relative: Path) -> str | None:
@@ -85,16 +85,6 @@ def _skip_reason(relative: Path) -> str | None:
         return "hidden file"
     if name.endswith(JUNK_SUFFIXES):
         return "temporary file"
-    return None
-
-
-def _content_reason(path: Path) -> str | None:
-    """Why the content of regular file `path` must not be uploaded (a Hugging Face token in it), or None."""
-    if path.suffix in (".safetensors", ".gguf") or path.stat().st_size > SCAN_LIMIT:
-        return None
-    with path.open("rb") as f:
-        if TOKEN_LINE.search(f.read()):
-            return "holds a line with a Hugging Face token (hf_...): never uploaded"
     return None
 
 
@@ -123,9 +113,10 @@ def upload_files(folder: str | Path) -> tuple[list[str], dict[str, str]]:
     """(files to upload, {skipped path: reason}) of `folder`, as sorted POSIX paths relative to it.
 
     Only regular files inside the folder (or symlinks resolving to one) are uploaded; hidden, cache and
-    checkpoint folders, temporary files, credential-looking files (by name or by an ``hf_`` token in them),
-    pickled training arguments, symlinks leaving the folder or to folders, dangling links and special files
-    are skipped, each with its reason.
+    checkpoint folders, temporary files, credential-looking files (by name), pickled training arguments,
+    symlinks leaving the folder or to folders, dangling links and special files are skipped, each with its
+    reason. (A credential inside a file is not a reason to skip it: it refuses the push, see
+    [`check_model_folder`].)
     """
     folder = Path(folder)
     root = folder.resolve()
@@ -141,8 +132,6 @@ def upload_files(folder: str | Path) -> tuple[list[str], dict[str, str]]:
         for name in names:
             relative = (current_path / name).relative_to(folder)
             reason = _skip_reason(relative) or _entry_reason(current_path / name, root)
-            if reason is None:
-                reason = _content_reason(current_path / name)
             if reason:
                 skipped[relative.as_posix()] = reason
             else:
@@ -250,7 +239,8 @@ def check_model_folder(folder: str | Path, card: str | None = None) -> list[str]
         `list[str]`: paths relative to `folder` (see [`upload_files`] for what is left out).
 
     Raises:
-        ValueError: one message listing every problem found, each with what would be accepted.
+        ValueError: one message listing every problem found, each with what would be accepted; or, before
+            those, every file to upload that holds a credential ([`hf_longrope2.publish.secrets.find_secrets`]).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -263,9 +253,11 @@ def check_model_folder(folder: str | Path, card: str | None = None) -> list[str]
     _check_weights(folder, files, problems)
     _check_tokenizer(files, problems)
     _check_card(folder, files, problems, card)
+    upload = sorted(set(files) | ({"README.md"} if card is not None else set()))
+    refuse_secrets(folder, upload, card)  # first: a credential refuses the push whatever else is wrong
     if problems:
         raise ValueError(f"{folder} is not ready to push: " + "; ".join(problems))
-    return sorted(set(files) | ({"README.md"} if card is not None else set()))
+    return upload
 
 
 def render_card(folder: str | Path, repo_id: str, report: str | None = None, report_model: str | None = None) -> str:
@@ -300,12 +292,16 @@ def push(
         card (`str`, *optional*): A model card to write to ``README.md`` (atomically) once the token is found.
 
     Raises:
-        ValueError: no token, offline mode, or a folder that does not pass [`check_model_folder`]; nothing is
-            uploaded then.
+        ValueError: no token, offline mode, a folder that does not pass [`check_model_folder`], or a file to
+            upload that holds a credential (also when `files` is given); nothing is uploaded then.
     """
     folder = Path(folder)
     validate_repo_id(repo_id)
-    files = list(files) if files is not None else check_model_folder(folder, card)
+    if files is None:
+        files = check_model_folder(folder, card)
+    else:  # a caller's own list: scanned for credentials all the same
+        files = list(files)
+        refuse_secrets(folder, files, card)
     if constants.is_offline_mode():
         raise ValueError("HF_HUB_OFFLINE is set: unset it to push (--dry-run works offline); nothing was uploaded")
     token = token or get_token()

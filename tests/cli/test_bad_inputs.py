@@ -187,6 +187,12 @@ CASES: dict[str, Case] = {
     "env-unknown-flag": Case(lambda m, t: ["env", "--bogus"], 2, "unrecognized arguments: --bogus"),
     "extend-bad-int-flag": Case(_extend("base", "out", "--target-length", "1e3"), 2,
                                 "argument --target_length/--target-length: invalid int value: '1e3'"),
+    # a token anywhere in a file to upload refuses the push, dry run or not (tests/publish/test_push.py: placements)
+    "push-dry-run-token-in-a-sentence": Case(lambda m, t: ["push", "--model", str(t / "mine"), "--repo-id", "me/x",
+                                                          "--dry-run"], 2,
+                                             "1 file(s) hold a credential: NOTES.md line 2: a Hugging Face token",
+                                             lambda m, t: _user_folder(m, t) or _write(
+                                                 t / "mine" / "NOTES.md", f"# notes\nlogged in as {TOKEN} today\n")),
     # the network down, with a token: one line, nothing uploaded
     "push-network-down": Case(lambda m, t: ["push", "--model", str(m / "ext"), "--repo-id", "me/x"], 2,
                               "could not reach the Hub at http://127.0.0.1:9", env={"HF_TOKEN": TOKEN}),

@@ -6,6 +6,7 @@ import base64
 import json
 import shutil
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -319,7 +320,6 @@ DANGEROUS = {  # name -> the reason push gives for leaving it out
     "server.pem": "looks like a credential (by its name)",
     ".env": "looks like a credential (by its name)",
     "training_args.bin": "pickled training arguments (may hold a token)",
-    "notes.txt": "holds a line with a Hugging Face token",
 }
 
 
@@ -334,8 +334,7 @@ def _add_dangerous_entries(model_dir: Path) -> None:
     (model_dir / "inner_link").symlink_to(model_dir / "inner")
     os.mkfifo(model_dir / "fifo")
     for name in ("id_rsa", "credentials.json", "server.pem", ".env", "training_args.bin"):
-        (model_dir / name).write_text("secret")
-    (model_dir / "notes.txt").write_text("my notes\nHF_TOKEN=hf_" + "a1B2" * 9 + "\n")
+        (model_dir / name).write_text("secret " + TOKEN)  # skipped by name, so never scanned nor refused
 
 
 def test_push_uploads_only_regular_files_inside_the_folder_and_never_credentials(model_dir, hub, monkeypatch, capsys):
@@ -354,3 +353,131 @@ def test_push_uploads_only_regular_files_inside_the_folder_and_never_credentials
     commit = next(r for r in hub if "/commit/" in r.get("path", ""))
     uploaded = {line["value"]["path"] for line in commit["ndjson"][1:]}
     assert uploaded == set(clean) | {"inner/extra.txt"}
+
+
+TOKEN = "hf_" + "a1B2" * 9  # token-shaped: hf_ + 36 letters and digits
+
+
+def _text(name: str, text: str) -> Callable[[Path], str]:
+    """Write `text` to `name` in the folder; the hit is expected at the token's line."""
+
+    def place(folder: Path) -> str:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+        return f"{name} line {text[: text.index('hf_')].count(chr(10)) + 1}: a Hugging Face token"
+
+    return place
+
+
+def _in_card_metadata(folder: Path) -> str:
+    card = (folder / "README.md").read_text()
+    assert card.startswith("---\n")
+    (folder / "README.md").write_text(f"---\nhub_token: {TOKEN}\n" + card[4:])
+    return "README.md line 2: a Hugging Face token"
+
+
+def _in_file_name(folder: Path) -> str:
+    (folder / f"{TOKEN}.txt").write_text("harmless")
+    return f"{TOKEN}.txt (file name): a Hugging Face token"
+
+
+def _in_folder_name(folder: Path) -> str:
+    (folder / f"backup-{TOKEN}").mkdir()
+    (folder / f"backup-{TOKEN}" / "notes.txt").write_text("harmless")
+    return f"backup-{TOKEN}/notes.txt (file name): a Hugging Face token"
+
+
+def _in_safetensors_metadata(folder: Path) -> str:
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "model.safetensors"
+    save_file(load_file(path), path, metadata={"format": "pt", "note": f"pushed with {TOKEN} by ci"})
+    return "model.safetensors (safetensors metadata): a Hugging Face token"
+
+
+def _beyond_50_mb(folder: Path) -> str:
+    with (folder / "big.bin").open("wb") as f:  # sparse: 60 MB on paper, a few KB on disk
+        f.truncate(55 * 2**20)
+        f.seek(55 * 2**20)
+        f.write(b"\nlog: token " + TOKEN.encode() + b"\n")
+        f.truncate(60 * 2**20)
+    return "big.bin line 2: a Hugging Face token"
+
+
+def _across_a_chunk_boundary(folder: Path) -> str:
+    from hf_longrope2.publish.secrets import CHUNK_BYTES
+
+    with (folder / "chunked.txt").open("wb") as f:
+        f.write(b"first line\n")
+        f.truncate(CHUNK_BYTES - 10)  # the token starts 10 bytes before the reader's first chunk ends
+        f.seek(CHUNK_BYTES - 10)
+        f.write(TOKEN.encode())
+    return "chunked.txt line 2: a Hugging Face token"
+
+
+def _private_key(folder: Path) -> str:
+    (folder / "deploy.txt").write_text("deploy key:\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk=\n")
+    return "deploy.txt line 2: a private key"
+
+
+TOKEN_PLACEMENTS: dict[str, Callable[[Path], str]] = {  # where -> place it, return the expected finding
+    "start-of-line": _text("notes.txt", f"my notes\n{TOKEN}\n"),
+    "after-assignment": _text("notes.txt", f"my notes\nHF_TOKEN={TOKEN}\n"),
+    "mid-sentence": _text("notes.txt", f"To reproduce, log in with {TOKEN} and run the script.\n"),
+    "json-value": _text("settings.json", f'{{\n  "repo": "me/x",\n  "token": "{TOKEN}"\n}}\n'),
+    "yaml-value": _text("recipe/push.yaml", f"push:\n  repo: me/x\n  token: '{TOKEN}'\n"),
+    "card-yaml-metadata": _in_card_metadata,
+    "python-string": _text("upload.py", f'from huggingface_hub import HfApi\napi = HfApi(token="{TOKEN}")\n'),
+    "url-credentials": _text("notes.md", f"clone https://me:{TOKEN}@huggingface.co/me/x\n"),
+    "glued-to-a-word": _text("notes.txt", f"key=x{TOKEN}y\n"),
+    "file-name": _in_file_name,
+    "folder-name": _in_folder_name,
+    "safetensors-metadata": _in_safetensors_metadata,
+    "beyond-50-MB": _beyond_50_mb,
+    "across-a-chunk-boundary": _across_a_chunk_boundary,
+    "private-key": _private_key,
+}
+
+
+@pytest.mark.parametrize("where", list(TOKEN_PLACEMENTS))
+def test_a_credential_anywhere_refuses_the_whole_push(where, model_dir, hub, monkeypatch, capsys):
+    expected = TOKEN_PLACEMENTS[where](model_dir)
+    assert cli.main(["push", "--model", str(model_dir), "--repo-id", REPO, "--dry-run"]) == 2
+    dry = capsys.readouterr()
+    monkeypatch.setenv("HF_TOKEN", "hf_fake_write_token")
+    assert cli.main(["push", "--model", str(model_dir), "--repo-id", REPO]) == 2
+    real = capsys.readouterr()
+    assert hub == []  # not even create_repo
+    assert dry.err == real.err and dry.out == real.out == ""  # --dry-run gives exactly the same verdict
+    assert real.err.count("\n") == 1 and "Traceback" not in real.err
+    assert f"refusing to push {model_dir}: 1 file(s) hold a credential: {expected}" in real.err
+    assert "nothing was uploaded" in real.err and "https://huggingface.co/settings/tokens" in real.err
+    assert TOKEN not in real.err.replace(f"{TOKEN}.txt", "").replace(f"backup-{TOKEN}", "")  # never echoed
+
+
+def test_every_credential_is_named_at_once_and_an_explicit_file_list_is_scanned(model_dir, hub, monkeypatch, capsys):
+    from hf_longrope2.publish.hub import push
+
+    _text("a.txt", f"x\n{TOKEN}\n")(model_dir)
+    _text("b.json", f'{{"t": "{TOKEN}"}}')(model_dir)
+    assert cli.main(["push", "--model", str(model_dir), "--repo-id", REPO, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "2 file(s) hold a credential: a.txt line 2: a Hugging Face token (hf_...); b.json line 1: " in err
+    monkeypatch.setenv("HF_TOKEN", "hf_fake_write_token")
+    with pytest.raises(ValueError, match="b.json line 1"):
+        push(model_dir, REPO, files=["config.json", "b.json"])  # the API's own list, not check_model_folder's
+    assert hub == []
+
+
+@pytest.mark.parametrize("chunk", [37, 64, 256])
+def test_the_streaming_scan_finds_a_token_at_every_offset_across_chunk_boundaries(chunk, tmp_path, monkeypatch):
+    from hf_longrope2.publish import secrets
+
+    monkeypatch.setattr(secrets, "CHUNK_BYTES", chunk)
+    for offset in range(0, 3 * chunk):
+        prefix = b"".join(b"\n" if i % 7 == 0 else b"." for i in range(offset))
+        path = tmp_path / "f.bin"
+        path.write_bytes(prefix + TOKEN.encode() + b" tail\n" * 3)
+        assert secrets.scan_file(path) == (prefix.count(b"\n") + 1, offset, "a Hugging Face token (hf_...)"), offset
+    path.write_bytes(b"." * (3 * chunk) + b"hf_" + b"a" * 29 + b"\n")  # 29 after hf_: not token-shaped
+    assert secrets.scan_file(path) is None
