@@ -300,6 +300,29 @@ def tokenize_source(tokenizer: Any, spec: SourceSpec, *, num_proc: int = 1, appe
                    load_from_cache_file=use_cache, new_fingerprint=key, desc=f"tokenise {spec.name}")
 
 
+def check_token_ids(dataset: Any, spec: SourceSpec, vocab_size: int) -> None:
+    """Refuse token ids of a pre-tokenised source outside ``0 .. vocab_size - 1`` (they crash the embedding lookup).
+
+    Raises:
+        ValueError: naming the source's file, the first document holding a bad id, and the model's vocabulary.
+    """
+    import pyarrow.compute as pc  # start-up: loaded with datasets, only for tokenised sources
+
+    flat = pc.list_flatten(dataset.data.column(TOKENIZED_COLUMN))
+    if len(flat) == 0:
+        return
+    bounds = pc.min_max(flat)
+    low, high = bounds["min"].as_py(), bounds["max"].as_py()
+    if low >= 0 and high < vocab_size:
+        return
+    bad = low if low < 0 else high
+    position = pc.index(flat, bad).as_py()
+    document = int(np.searchsorted(np.cumsum(_document_lengths(dataset)), position, side="right"))
+    raise ValueError(f"pre-tokenised source {spec.name!r} ({spec.dataset}) holds token id {bad} (document "
+                     f"{document}), outside the model's vocabulary of {vocab_size} ids (0 .. {vocab_size - 1}): "
+                     "tokenise it with this model's tokenizer")
+
+
 def _document_lengths(dataset: Any) -> np.ndarray:
     """Tokens per document of a tokenised source, from its Arrow list offsets (token ids are not read)."""
     import pyarrow.compute as pc  # start-up: loaded with datasets, only for tokenised sources

@@ -58,6 +58,7 @@ from .mixture import (
     _document_lengths,
     _filter_lengths,
     _source_key,
+    check_token_ids,
     tokenize_source,
 )
 from .packing_plan import (
@@ -313,6 +314,7 @@ def build_mixed_dataset(
     append_eos: bool = True,
     pad_token_id: int | None = None,
     use_cache: bool = True,
+    vocab_size: int | None = None,
 ) -> tuple[Any, PackingReport]:
     """Tokenise, mix by weight, pack and shuffle `sources` into mid-training rows.
 
@@ -329,6 +331,8 @@ def build_mixed_dataset(
         pad_token_id (`int`, *optional*): Defaults to the tokenizer's pad, else EOS, token.
         use_cache (`bool`): Reuse / write the tokenised sources and the rows under ``cache_dir() / "packing"``;
             False keeps them in memory.
+        vocab_size (`int`, *optional*): The model's number of input embeddings: a pre-tokenised source holding an
+            id outside ``0 .. vocab_size - 1`` is refused before anything is packed.
 
     Returns:
         `(dataset, report)`: a `datasets.Dataset` with columns ``input_ids``, ``labels``, ``position_ids``,
@@ -345,6 +349,8 @@ def build_mixed_dataset(
     tokenized, keys, lengths, indices, drops = {}, {}, {}, {}, []
     for spec in sources:
         ds = tokenize_source(tokenizer, spec, num_proc=num_proc, append_eos=append_eos, use_cache=use_cache)
+        if spec.tokenized and vocab_size is not None:
+            check_token_ids(ds, spec, vocab_size)
         tokenized[spec.name] = ds
         keys[spec.name] = _source_key(tokenizer, spec, tokenizer.eos_token_id if append_eos else None)
         n = _document_lengths(ds)

@@ -155,6 +155,7 @@ def run(config: MidtrainConfig) -> Path:
             num_proc=args.dataset_num_proc or 1,
             short_fraction=args.short_fraction,
             max_document_tokens=args.max_document_tokens,
+            vocab_size=model.get_input_embeddings().num_embeddings,
         )
     peft_config = peft_config_for(model_config)
     if script.trainer == "sft":

@@ -13,13 +13,17 @@ either the old content or the new, never a partial write.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from safetensors import SafetensorError
 
 
 @contextmanager
@@ -85,13 +89,66 @@ def publish_folder(staging: str | Path, output_dir: str | Path, overwrite: bool 
     return out
 
 
+WRITE_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)  # disk full, file-size limit (ulimit -f), quota
+
+
+def _last_written(folder: Path) -> Path | None:
+    """The file under `folder` modified last (the one a failed plain write was writing), or None."""
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    return max(files, key=lambda p: p.stat().st_mtime_ns) if files else None
+
+
+def _as_os_error(exc: SafetensorError, filename: str) -> OSError:
+    """safetensors' error (``"Error while serializing: I/O error: File too large (os error 27)"``) as an OSError."""
+    text = " ".join(str(exc).split())
+    code = re.search(r"\(os error (\d+)\)", text)
+    cause = re.sub(r"^Error while serializing: (I/O error: )?", "", text)
+    return OSError(int(code.group(1)) if code else None, cause, filename)
+
+
+@contextmanager
+def write_errors_named(staging: str | Path, shown: str | Path) -> Iterator[None]:
+    """Turn a write into `staging` that failed for space (disk full, ``ulimit -f``, quota) into one ``OSError``
+    naming the file (as it would be under `shown`) and the cause.
+
+    safetensors raises its own ``SafetensorError``, without the file name, and writes through a hidden temporary
+    file it removes, so transformers' ``safe_save_file`` is wrapped for the duration to attach the name; a plain
+    ``write`` raises an ``OSError`` without a file name, and the file modified last in `staging` is the one.
+    """
+    import transformers.modeling_utils as modeling_utils
+
+    staging, shown = Path(staging), Path(shown)
+    save_file = modeling_utils.safe_save_file
+
+    def named_save_file(tensors, filename, *args, **kwargs):
+        try:
+            return save_file(tensors, filename, *args, **kwargs)
+        except SafetensorError as exc:
+            raise _as_os_error(exc, str(filename)) from exc
+
+    modeling_utils.safe_save_file = named_save_file
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in WRITE_ERRNOS:
+            raise
+        path = Path(exc.filename) if exc.filename is not None else _last_written(staging)
+        if path is not None and path.is_relative_to(staging):
+            path = shown / path.relative_to(staging)
+        raise OSError(f"could not write {path or shown}: {exc.strerror} (free space: df; file-size limit: ulimit "
+                      f"-f); nothing was written to {shown}") from exc
+    finally:
+        modeling_utils.safe_save_file = save_file
+
+
 def save_atomically(output_dir: str | Path, write: Callable[[Path], None], overwrite: bool = False) -> Path:
     """Call ``write(tmp)`` on a temporary sibling folder, then move it to `output_dir` (nothing half-written)."""
     out = check_output_dir(output_dir, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        write(tmp)
+        with write_errors_named(tmp, out):
+            write(tmp)
         publish_folder(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

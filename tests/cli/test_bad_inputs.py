@@ -77,6 +77,11 @@ def _user_folder(models: Path, tmp: Path) -> None:
     _write(tmp / "mine" / "NOTES.md", "the user's notes")
 
 
+def _pretokenized(tmp: Path, documents: list[list[int]]) -> None:
+    _write(tmp / "tok.jsonl", "".join(json.dumps({"input_ids": ids * 40}) + "\n" for ids in documents))
+    _write(tmp / "mix.yaml", f"- {{dataset: {tmp / 'tok.jsonl'}, tokenized: true, name: tok}}\n")
+
+
 def _extend(model: str, out: str = "out", *extra: str) -> Callable[[Path, Path], list[str]]:
     return lambda m, t: ["extend", "--model", str(m / model if not model.startswith("/") else model),
                          "--target-length", "256", "--output-dir", str(t / out), *extra]
@@ -193,6 +198,13 @@ CASES: dict[str, Case] = {
                                              "1 file(s) hold a credential: NOTES.md line 2: a Hugging Face token",
                                              lambda m, t: _user_folder(m, t) or _write(
                                                  t / "mine" / "NOTES.md", f"# notes\nlogged in as {TOKEN} today\n")),
+    # pre-tokenised ids the model has no embedding for: named before training (no empty .checkpoints left)
+    "midtrain-token-id-out-of-range": Case(lambda m, t: [*_midtrain("ext")(m, t), "--mixture", str(t / "mix.yaml")],
+                                           2, "tok.jsonl) holds token id 100000 (document 1), outside the model's "
+                                              "vocabulary of", lambda m, t: _pretokenized(t, [[5, 6, 7], [8, 100000]])),
+    "midtrain-token-id-negative": Case(lambda m, t: [*_midtrain("ext")(m, t), "--mixture", str(t / "mix.yaml")],
+                                       2, "holds token id -3 (document 0)",
+                                       lambda m, t: _pretokenized(t, [[5, -3, 7], [8, 9]])),
     # the network down, with a token: one line, nothing uploaded
     "push-network-down": Case(lambda m, t: ["push", "--model", str(m / "ext"), "--repo-id", "me/x"], 2,
                               "could not reach the Hub at http://127.0.0.1:9", env={"HF_TOKEN": TOKEN}),
@@ -323,3 +335,42 @@ def test_demo_resume_trusts_only_complete_stages(models, tmp_path):
 
     assert stage("x", folder, resume=True, run=lambda: runs.append(1) or 0) and runs == [1]
     assert not folder.exists()  # the incomplete folder was removed before the stage ran again
+
+
+def test_disk_full_while_extend_saves_weights_is_one_line_naming_the_file(models, tmp_path, capsys, monkeypatch):
+    import transformers.modeling_utils
+    from safetensors import SafetensorError
+
+    def disk_full(tensors, filename, metadata=None):  # what safetensors raises on ENOSPC, after a partial write
+        Path(filename).write_bytes(b"\0" * 1000)
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(transformers.modeling_utils, "safe_save_file", disk_full)
+    assert cli.main(_extend("base")(models, tmp_path)) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"hf-longrope2 extend: error: could not write {tmp_path / 'out' / 'model.safetensors'}: "
+                          "No space left on device (os error 28)"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no output, no hidden staging folder
+
+
+def test_file_size_limit_while_extend_saves_weights_is_one_line_naming_the_file(models, tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    def limit_file_size() -> None:  # `ulimit -f 64` (KiB); Python ignores SIGXFSZ, so writes fail with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    (tmp_path / "work").mkdir()
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT), "HF_LONGROPE2_CACHE": str(tmp_path / "cache"),
+           "HF_HUB_OFFLINE": "1"}
+    env.pop("HF_LONGROPE2_DEBUG", None)
+    out = tmp_path / "work" / "out"
+    done = subprocess.run([sys.executable, "-m", "hf_longrope2.cli", *_extend("base")(models, tmp_path / "work")],
+                          capture_output=True, text=True, env=env, preexec_fn=limit_file_size, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"hf-longrope2 extend: error: could not write {out / 'model.safetensors'}: File too large"), last
+    assert list((tmp_path / "work").iterdir()) == []  # no output, no hidden staging folder
