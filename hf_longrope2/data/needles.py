@@ -142,11 +142,16 @@ def build_needle_sample(
     return ids, labels
 
 
+def haystack_chars(target_length: int) -> int:
+    """Characters of a document read for samples of `target_length` tokens: far more than any tokenizer needs
+    (64 per token, at least 1 Mi), so normal documents are whole, while one huge line costs bounded memory."""
+    return max(2**20, 64 * target_length)
+
+
 def _build(tokenizer, settings: NeedleSettings) -> NeedleBatch:
-    texts = load_texts(
-        settings.dataset, split=settings.split, text_column=settings.text_column, config_name=settings.dataset_config
-    )
     target = settings.target_length
+    texts = load_texts(settings.dataset, split=settings.split, text_column=settings.text_column,
+                       config_name=settings.dataset_config, max_chars=haystack_chars(target))
     # A cheap upper bound first (a token covers at least one character for these tokenizers), then exact counts.
     tokenised = [_encode(tokenizer, t) for t in texts if len(t) >= target // 8]
     long_enough = [ids for ids in tokenised if len(ids) >= target]

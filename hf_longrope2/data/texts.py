@@ -94,10 +94,11 @@ def _text_of(record: Any, column: str, where: str) -> str:
     return value or ""
 
 
-def _read_file(path: Path, column: str) -> Iterator[str]:
+def _read_records(path: Path, column: str, max_chars: int | None) -> Iterator[str]:
     suffix = path.suffix.lower()
     if suffix in (".txt", ".md"):
-        yield path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8") as handle:  # at most max_chars read: a huge file costs no more
+            yield handle.read(-1 if max_chars is None else max_chars)
     elif suffix == ".jsonl":
         with path.open(encoding="utf-8") as handle:
             for lineno, line in enumerate(handle, start=1):
@@ -109,7 +110,10 @@ def _read_file(path: Path, column: str) -> Iterator[str]:
                     raise ValueError(f"{path}:{lineno}: invalid JSON line ({exc.msg})") from exc
                 yield _text_of(record, column, f"{path}:{lineno}")
     elif suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
         if isinstance(data, dict) and isinstance(data.get("data"), list):
             data = data["data"]
         if not isinstance(data, list):
@@ -117,13 +121,27 @@ def _read_file(path: Path, column: str) -> Iterator[str]:
         for index, record in enumerate(data):
             yield _text_of(record, column, f"{path}[{index}]")
     else:  # .parquet
-        import pyarrow.parquet as pq  # start-up: only .parquet files need pyarrow
+        import pyarrow as pa  # start-up: only .parquet files need pyarrow
+        import pyarrow.parquet as pq
 
-        names = pq.read_schema(path).names
+        try:
+            names = pq.read_schema(path).names
+        except (pa.ArrowException, OSError) as exc:
+            raise ValueError(f"{path} is not a readable Parquet file ({' '.join(str(exc).split())})") from None
         if column not in names:
             raise ValueError(f"text column {column!r} not found in {path}; available columns: {names}")
         for value in pq.read_table(path, columns=[column]).column(column).to_pylist():
             yield _text_of({column: value}, column, str(path))
+
+
+def _read_file(path: Path, column: str, max_chars: int | None = None) -> Iterator[str]:
+    """The documents of one local file, each cut to `max_chars`; a file that is not UTF-8 text is named."""
+    try:
+        for text in _read_records(path, column, max_chars):
+            yield text if max_chars is None else text[:max_chars]
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at offset "
+                         f"{exc.start} of a read; convert it with iconv or pass another --dataset)") from None
 
 
 def _pydoc_documents() -> list[str]:
@@ -200,6 +218,7 @@ def load_texts(
     text_column: str = "text",
     config_name: str | None = None,
     max_documents: int | None = None,
+    max_chars: int | None = None,
 ) -> list[str]:
     """Load the raw text documents of `dataset` (see the module docstring for the accepted specs).
 
@@ -209,6 +228,8 @@ def load_texts(
         text_column: The field holding the text in ``.jsonl``/``.json``/``.parquet`` files and Hub datasets.
         config_name: The Hub dataset configuration, if it has several.
         max_documents: Keep only the first this many documents (after ordering); ``None`` keeps all.
+        max_chars: Keep only the first this many characters of each document (a local ``.txt`` / ``.md`` file is
+            read no further), so one huge document costs bounded memory downstream; ``None`` keeps all.
 
     Returns:
         The non-empty documents, in a deterministic order for built-in and local sources.
@@ -221,9 +242,11 @@ def load_texts(
     elif dataset == "builtin:stdlib":
         texts = _stdlib_documents()
     elif (path := _local_path(dataset)) is not None:
-        texts = itertools.chain.from_iterable(_read_file(p, text_column) for _, p in _local_files(path))
+        texts = itertools.chain.from_iterable(_read_file(p, text_column, max_chars) for _, p in _local_files(path))
     else:
         texts = _hub_documents(dataset, split, text_column, config_name)
+    if max_chars is not None:
+        texts = (text[:max_chars] for text in texts)
     return list(itertools.islice((text for text in texts if text.strip()), max_documents))
 
 

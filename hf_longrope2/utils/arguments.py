@@ -26,6 +26,8 @@ from pathlib import Path
 import yaml
 from transformers import HfArgumentParser
 
+from .loading import check_regular_file
+
 
 class ArgumentError(ValueError):
     """A bad flag or YAML value; the message names it and what is accepted."""
@@ -59,6 +61,10 @@ def check_token_count(name: str, value: int | None) -> None:
 def read_yaml(path: str | os.PathLike) -> dict:
     """The mapping in YAML file `path`; one-line errors naming the file (missing, syntax with its line, not a map)."""
     path = Path(path)
+    try:
+        check_regular_file(path, "--config")
+    except ValueError as exc:
+        raise ArgumentError(str(exc)) from None
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,32 @@ POSITIVE_ROPE_KEYS = (
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
+NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def check_regular_file(path: str | Path, label: str) -> None:
+    """Refuse `path` (a ``--config`` / ``--factors-file``) unless it is a regular file (or missing: the reader says so).
+
+    Reading a FIFO blocks until something writes to it, and a device may never end: neither is read.
+
+    Raises:
+        ValueError: ``"<label> <path> is a named pipe (FIFO), not a regular file; ..."``.
+    """
+    try:
+        mode = Path(path).stat().st_mode  # stat does not open: a FIFO does not block here
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in NOT_REGULAR if test(mode)), "not a file")
+        raise ValueError(f"{label} {path} is {kind}, not a regular file; pass the path of a file")
+
+
 def read_json(path: str | Path, what: str = "") -> Any:
     """The JSON in `path`, or ValueError naming the file (and `what` it is for) with the position of the error."""
     path = Path(path)
     label = f"{what} {path}" if what else str(path)
+    check_regular_file(path, what or "file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -8,6 +8,7 @@ under the test's folders was created, changed or removed (the output folder neve
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,6 +93,11 @@ def _search(model: str, out: str = "out", *extra: str) -> Callable[[Path, Path],
                          "--num-samples", "2", "--output-dir", str(t / out), *extra]
 
 
+def _search_on(models: Path, tmp: Path, dataset: str) -> list[str]:
+    return ["search", "--model", str(models / "base"), "--target-length", "256", "--dataset", str(tmp / dataset),
+            "--num-samples", "2", "--output-dir", str(tmp / "out")]
+
+
 def _eval(model: str, out: str = "out") -> Callable[[Path, Path], list[str]]:
     return lambda m, t: ["eval", "--model", str(m / model), "--lengths", "32", "--output-dir", str(t / out)]
 
@@ -158,8 +164,20 @@ CASES: dict[str, Case] = {
                                lambda m, t: _write(t / "x.yaml", "- a\n- b\n")),
     "yaml-missing-file": Case(lambda m, t: ["extend", "--config", str(t / "none.yaml")], 2, "none.yaml: no such file"),
     # factor files and resume states: the file named
-    "factors-file-not-json": Case(_extend("base", "out", "--factors-file", "/dev/null"), 2,
-                                  "--factors-file /dev/null is not valid JSON"),
+    "factors-file-not-json": Case(lambda m, t: [*_extend("base")(m, t), "--factors-file", str(t / "f.json")], 2,
+                                  "f.json is not valid JSON", lambda m, t: _write(t / "f.json", "long_factor: 1\n")),
+    # non-regular files: refused at once (reading a FIFO blocks forever, a device may never end)
+    "factors-file-device": Case(_extend("base", "out", "--factors-file", "/dev/null"), 2,
+                                "--factors-file /dev/null is a character device, not a regular file"),
+    "factors-file-fifo": Case(lambda m, t: [*_extend("base")(m, t), "--factors-file", str(t / "f.json")], 2,
+                              "f.json is a named pipe (FIFO), not a regular file", lambda m, t: os.mkfifo(t / "f.json")),
+    "midtrain-factors-file-fifo": Case(lambda m, t: [*_midtrain("base")(m, t), "--factors_file", str(t / "f.json")], 2,
+                                       "f.json is a named pipe (FIFO), not a regular file", lambda m, t: os.mkfifo(t / "f.json")),
+    "config-fifo": Case(lambda m, t: ["extend", "--config", str(t / "x.yaml")], 2,
+                        "x.yaml is a named pipe (FIFO), not a regular file", lambda m, t: os.mkfifo(t / "x.yaml")),
+    "midtrain-config-fifo": Case(lambda m, t: ["midtrain", "--config", str(t / "x.yaml")], 2,
+                                 "x.yaml is a named pipe (FIFO), not a regular file", lambda m, t: os.mkfifo(t / "x.yaml")),
+    "config-folder": Case(lambda m, t: ["extend", "--config", str(t)], 2, "is a folder, not a regular file"),
     "factors-file-empty-object": Case(lambda m, t: [*_extend("base")(m, t), "--factors-file", str(t / "f.json")], 2,
                                       "has no 'long_factor' key", lambda m, t: _write(t / "f.json", "{}")),
     "factors-file-nan": Case(lambda m, t: [*_extend("base")(m, t), "--factors-file", str(t / "f.json")], 2,
@@ -205,6 +223,16 @@ CASES: dict[str, Case] = {
     "midtrain-token-id-negative": Case(lambda m, t: [*_midtrain("ext")(m, t), "--mixture", str(t / "mix.yaml")],
                                        2, "holds token id -3 (document 0)",
                                        lambda m, t: _pretokenized(t, [[5, -3, 7], [8, 9]])),
+    # dataset files that are not what their name says: named
+    "search-dataset-not-utf8": Case(lambda m, t: _search_on(m, t, "bad.txt"), 2, "bad.txt is not UTF-8 text (byte",
+                                    lambda m, t: (t / "bad.txt").write_bytes(b"caf\xe9 " * 500)),
+    "search-dataset-junk-json": Case(lambda m, t: _search_on(m, t, "junk.json"), 2,
+                                     "junk.json is not valid JSON (line 1", lambda m, t: _write(t / "junk.json", "{{x")),
+    "search-dataset-junk-parquet": Case(lambda m, t: _search_on(m, t, "junk.parquet"), 2,
+                                        "junk.parquet is not a readable Parquet file",
+                                        lambda m, t: _write(t / "junk.parquet", "not parquet at all")),
+    "search-dataset-not-utf8-jsonl": Case(lambda m, t: _search_on(m, t, "bad.jsonl"), 2, "bad.jsonl is not UTF-8 text",
+                                          lambda m, t: (t / "bad.jsonl").write_bytes(b'{"text": "caf\xe9"}\n')),
     # the network down, with a token: one line, nothing uploaded
     "push-network-down": Case(lambda m, t: ["push", "--model", str(m / "ext"), "--repo-id", "me/x"], 2,
                               "could not reach the Hub at http://127.0.0.1:9", env={"HF_TOKEN": TOKEN}),

@@ -141,3 +141,19 @@ def test_offsets_and_decoding_give_the_same_mask():
 
     assert needles.number_token_mask(Slow(), " 1234567", 1, 8) == fast
     assert fast[1] == [True] * 7
+
+
+@pytest.mark.parametrize("suffix", [".txt", ".jsonl"])
+def test_one_huge_line_is_read_and_tokenised_only_as_far_as_samples_need(tmp_path, monkeypatch, suffix):
+    import json
+
+    text = "lorem ipsum dolor sit amet " * 200_000  # one 5.4 MB line: tokenised whole, it took GBs at 60 MB
+    path = tmp_path / f"huge{suffix}"
+    path.write_text(text if suffix == ".txt" else json.dumps({"text": text}) + "\n")
+    seen = []
+    encode = needles._encode
+    monkeypatch.setattr(needles, "_encode", lambda tokenizer, t: seen.append(len(t)) or encode(tokenizer, t))
+    batch = needle_samples(char_tokenizer(), NeedleSettings(dataset=str(path), target_length=512, num_samples=1),
+                           use_cache=False)
+    assert batch.input_ids.shape == (1, 512)
+    assert max(seen) == needles.haystack_chars(512) == 2**20 < len(text)
