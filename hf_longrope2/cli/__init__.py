@@ -24,7 +24,9 @@ from __future__ import annotations
 import importlib
 import os
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -114,6 +116,17 @@ def interrupted_hint(name: str, argv: Sequence[str]) -> str:
     return "nothing was written (outputs appear only once complete)"
 
 
+def sigterm_as_ctrl_c() -> None:
+    """Make SIGTERM (schedulers, ``timeout``, ``docker stop``) take Ctrl-C's path: the same "kept / continue with"
+    line and exit status 130, instead of dying at once with 143 and nothing said."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def run_command(name: str, argv: Sequence[str], debug: bool = False) -> int:
     """Run verb `name`: expected failures exit 2 with one line, Ctrl-C 130 with what was kept (`debug`: raise)."""
     debug = debug or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes")
@@ -145,6 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"hf-longrope2: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
+    sigterm_as_ctrl_c()
     return run_command(name, rest, debug)
 
 

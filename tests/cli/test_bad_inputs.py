@@ -402,3 +402,32 @@ def test_file_size_limit_while_extend_saves_weights_is_one_line_naming_the_file(
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"hf-longrope2 extend: error: could not write {out / 'model.safetensors'}: File too large"), last
     assert list((tmp_path / "work").iterdir()) == []  # no output, no hidden staging folder
+
+
+def test_sigterm_takes_the_ctrl_c_path(models, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    argv = ["search", "--model", str(models / "base"), "--target-length", "512", "--dataset", "builtin:pydoc",
+            "--num-samples", "2", "--population", "8", "--iterations", "500", "--output-dir", str(tmp_path / "out")]
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT), "HF_LONGROPE2_CACHE": str(tmp_path / "cache"),
+           "HF_HUB_OFFLINE": "1"}
+    env.pop("HF_LONGROPE2_DEBUG", None)
+    state = tmp_path / "out.search-state"
+    run = subprocess.Popen([sys.executable, "-m", "hf_longrope2.cli", *argv], stderr=subprocess.PIPE, text=True,
+                           stdout=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 240
+        while not (state / "state.json").is_file() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)  # the references are scored and saved: the slow evolution stage has begun
+        assert run.poll() is None, run.stderr.read()
+        run.send_signal(signal.SIGTERM)
+        _, err = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 130, err
+    assert err.strip().splitlines()[-1] == (f"hf-longrope2 search: interrupted; its state in {state} is kept; continue "
+                                            f"with: hf-longrope2 {' '.join(argv)} --resume")
+    assert (state / "state.json").is_file() and not (tmp_path / "out").exists()
