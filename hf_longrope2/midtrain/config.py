@@ -72,6 +72,10 @@ class LongRoPE2Fields:
         check_token_count("target_length", self.target_length)
         if self.short_fraction is not None and not 0.0 <= self.short_fraction <= 1.0:
             raise ValueError(f"short_fraction must be in [0, 1], got {self.short_fraction}")
+        # no step would run, yet the folder would be saved and carded as midtrained
+        if self.max_steps == 0 or (self.max_steps < 0 and self.num_train_epochs <= 0):
+            raise ValueError(f"--max_steps {self.max_steps} with --num_train_epochs {self.num_train_epochs} trains no "
+                             "step: pass --max_steps > 0, or -1 (the default) with --num_train_epochs > 0")
 
 
 @dataclass

@@ -223,6 +223,11 @@ CASES: dict[str, Case] = {
     "midtrain-token-id-negative": Case(lambda m, t: [*_midtrain("ext")(m, t), "--mixture", str(t / "mix.yaml")],
                                        2, "holds token id -3 (document 0)",
                                        lambda m, t: _pretokenized(t, [[5, -3, 7], [8, 9]])),
+    # a midtraining that trains nothing is not run (it wrote a "midtrained" card)
+    "midtrain-max-steps-zero": Case(lambda m, t: [*_midtrain("ext")(m, t), "--max_steps", "0"], 2,
+                                    "--max_steps 0 with --num_train_epochs 3.0 trains no step"),
+    "midtrain-zero-epochs": Case(lambda m, t: [*_midtrain("ext")(m, t), "--max_steps", "-1", "--num_train_epochs", "0"],
+                                 2, "--max_steps -1 with --num_train_epochs 0.0 trains no step"),
     # dataset files that are not what their name says: named
     "search-dataset-not-utf8": Case(lambda m, t: _search_on(m, t, "bad.txt"), 2, "bad.txt is not UTF-8 text (byte",
                                     lambda m, t: (t / "bad.txt").write_bytes(b"caf\xe9 " * 500)),
