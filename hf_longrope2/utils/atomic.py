@@ -115,7 +115,7 @@ def write_errors_named(staging: str | Path, shown: str | Path) -> Iterator[None]
     file it removes, so transformers' ``safe_save_file`` is wrapped for the duration to attach the name; a plain
     ``write`` raises an ``OSError`` without a file name, and the file modified last in `staging` is the one.
     """
-    import transformers.modeling_utils as modeling_utils
+    import transformers.modeling_utils as modeling_utils  # start-up: seconds to import; JSON and plot writes need none
 
     staging, shown = Path(staging), Path(shown)
     save_file = modeling_utils.safe_save_file
