@@ -322,10 +322,10 @@ def main(argv: list[str] | None = None) -> int:
         reports.append(run_seed(seed, Path(args.work_dir) / f"seed{seed}", base, window, budget, scale=8,
                                 max_scale=16))
     from hf_longrope2 import factors
+    from hf_longrope2.modeling.rope import RopeGeometry
 
-    config = AutoConfig.from_pretrained(base)
-    head_dim = config.hidden_size // config.num_attention_heads
-    theta = config.rope_parameters["rope_theta"]
+    geometry = RopeGeometry.from_config(AutoConfig.from_pretrained(base))
+    head_dim, theta = geometry.rotary_dim, geometry.rope_theta
     result = {
         "methods": aggregate(reports),
         "native_window": window,

@@ -52,18 +52,19 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 from transformers.dynamic_module_utils import custom_object_save
 
 from . import factors
-from .modeling.modeling_longrope2 import architecture_for, longrope2_parameters
+from .modeling.modeling_longrope2 import architecture_for
 from .modeling.rope import (
     ROPE_TYPE,
+    LongRoPE2Parameters,
+    RopeGeometry,
     default_long_mscale,
-    rope_parameters_of,
-    rotary_dim_of,
+    rope_parameters,
     validate_longrope2_rope_parameters,
 )
 from .modeling.rotary import use_longrope2_rotary
 from .utils.atomic import check_output_dir, save_atomically
 from .utils.environment import torch_dtype
-from .utils.loading import check_factor_values, check_model_folder_loadable, model_source, read_json
+from .utils.loading import check_model_folder_loadable, model_source
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def extend(
         raise ValueError(
             f"extend() expects a {arch.base_model_class.__name__} (a causal LM), got {type(model).__name__}"
         )
-    current = dict(rope_parameters_of(config, arch.nested_rope_key))
+    current = dict(rope_parameters(config))
     current_type = current.get("rope_type", "default")
     if current_type not in ("default", ROPE_TYPE):
         raise ValueError(
@@ -226,21 +227,14 @@ def save_extended(model: PreTrainedModel, output_dir: str | Path, *, source: str
     return how
 
 
-def original_window(config) -> int:
-    """The pre-training window of a (possibly extended) model config: the longrope2 parameters'
-    ``original_max_position_embeddings``, else ``max_position_embeddings``."""
-    params = longrope2_parameters(config)
-    return int(params.get("original_max_position_embeddings") or config.max_position_embeddings)
-
-
 def extend_pretrained(model: str, output_dir: str | Path, target_length: int, *, method: str = "yarn",
                       factors_file: str | None = None, original_length: int | None = None, dtype: str = "auto",
                       overwrite: bool = False) -> PreTrainedModel:
     """Load `model`, extend it to `target_length` tokens and save it with its tokenizer to `output_dir`, atomically.
 
     What ``hf-longrope2 extend`` does. The factors are `method`'s (``pi``, ``ntk`` or ``yarn``, each with its own
-    attention factor) unless `factors_file` names a JSON file with ``long_factor`` (and optional
-    ``critical_dim``, ``long_mscale``).
+    attention factor) unless `factors_file` names a factors JSON or a ``search_log.json``
+    ([`~hf_longrope2.factors.read_factors_file`]).
 
     Args:
         model (`str`): A model folder or Hub id of a supported causal LM.
@@ -257,27 +251,14 @@ def extend_pretrained(model: str, output_dir: str | Path, target_length: int, *,
     """
     out = check_output_dir(output_dir, overwrite)
     source = model_source(model)
-    extra: dict = {}
-    if factors_file:
-        spec = read_json(factors_file, "--factors-file")
-        if not isinstance(spec, dict) or "long_factor" not in spec:
-            found = sorted(spec) if isinstance(spec, dict) else type(spec).__name__
-            raise ValueError(f"--factors-file {factors_file} has no 'long_factor' key (found: {found})")
-        check_factor_values(spec, f"--factors-file {factors_file}")
+    extra = factors.read_factors_file(factors_file) if factors_file else {}
     loaded = AutoModelForCausalLM.from_pretrained(source, dtype="auto" if dtype == "auto" else torch_dtype(dtype))
-    if factors_file:
-        extra = {k: spec[k] for k in ("long_factor", "critical_dim", "long_mscale") if k in spec}
-    else:
-        params = longrope2_parameters(loaded.config)
-        original = (
-            original_length
-            or params.get("original_max_position_embeddings")
-            or loaded.config.max_position_embeddings
-        )
+    architecture_for(loaded.config.model_type)  # ValueError listing the supported types (e.g. for GPT-2)
+    if not factors_file:
+        geometry = RopeGeometry.from_config(loaded.config)
+        original = original_length or geometry.original_window
         # the method's own attention factor too: PI and NTK 1.0, YaRN 0.1 ln s + 1
-        extra = factors.baseline(
-            method, rotary_dim_of(loaded.config, params), float(params["rope_theta"]), int(original), target_length
-        )
+        extra = factors.baseline(method, geometry.rotary_dim, geometry.rope_theta, int(original), target_length)
     extend(loaded, original_max_position_embeddings=original_length, max_position_embeddings=target_length, **extra)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
@@ -315,25 +296,20 @@ def serving_config(config: dict) -> dict:
     out = {k: v for k, v in config.items() if k not in ("auto_map", "architectures", "model_type")}
     out["model_type"] = arch.model_type
     out["architectures"] = [arch.base_model_class.__name__]
-    rope = out["rope_parameters"]
-    params = rope[arch.nested_rope_key] if arch.nested_rope_key else rope
+    rope, params = out["rope_parameters"], rope_parameters(config)
     if params.get("rope_type") != ROPE_TYPE:
         raise ValueError(f"rope_parameters has rope_type {params.get('rope_type')!r}, expected {ROPE_TYPE!r}")
-    original = params["original_max_position_embeddings"]
-    factor = params.get("factor") or config["max_position_embeddings"] / original
-    long_mscale = params.get("long_mscale")
-    long_mscale = default_long_mscale(factor, original) if long_mscale is None else long_mscale
-    n = len(params["long_factor"])
+    p = LongRoPE2Parameters.from_config(config)
     exported = {
         "rope_type": "longrope",
-        "rope_theta": params["rope_theta"],
-        "short_factor": list(params.get("short_factor") or [1.0] * n),
-        "long_factor": list(params["long_factor"]),
-        "original_max_position_embeddings": original,
-        "factor": factor,
-        "attention_factor": long_mscale,
-        "short_mscale": params.get("short_mscale", 1.0),
-        "long_mscale": long_mscale,
+        "rope_theta": p.rope_theta,
+        "short_factor": list(p.short_factor),
+        "long_factor": list(p.long_factor),
+        "original_max_position_embeddings": p.original_max_position_embeddings,
+        "factor": p.factor,
+        "attention_factor": p.long_mscale,
+        "short_mscale": p.short_mscale,
+        "long_mscale": p.long_mscale,
     }
     if "partial_rotary_factor" in params:
         exported["partial_rotary_factor"] = params["partial_rotary_factor"]
@@ -342,7 +318,7 @@ def serving_config(config: dict) -> dict:
     else:
         out["rope_parameters"] = exported
     if "original_max_position_embeddings" in out:  # phi3 reads the top-level field first
-        out["original_max_position_embeddings"] = original
+        out["original_max_position_embeddings"] = p.original_max_position_embeddings
     return out
 
 

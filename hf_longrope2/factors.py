@@ -24,6 +24,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
+
+from .modeling.rope import default_long_mscale as longrope_mscale
+from .utils.loading import check_factor_values, read_json
 
 __all__ = [
     "critical_dimension",
@@ -40,6 +44,7 @@ __all__ = [
     "baseline_factors",
     "baseline",
     "is_monotone",
+    "read_factors_file",
 ]
 
 #: The classic baselines, each with its own factor vector and attention factor ([`baseline`]).
@@ -165,16 +170,6 @@ def yarn_attention_factor(scale: float) -> float:
     return 1.0 if scale <= 1 else 0.1 * math.log(scale) + 1.0
 
 
-def longrope_mscale(scale: float, original_max_position_embeddings: int) -> float:
-    """LongRoPE ("su") attention scale ``sqrt(1 + ln(s) / ln(L_orig))`` (1.0 for ``s <= 1``).
-
-    The default ``long_mscale`` of the ``longrope2`` rope type: 1.1435 for 8k -> 128k.
-    """
-    if scale <= 1:
-        return 1.0
-    return math.sqrt(1 + math.log(scale) / math.log(original_max_position_embeddings))
-
-
 def attention_factor(method: str, scale: float, original_max_position_embeddings: int) -> float:
     """The cos/sin scale that belongs to `method` in the long window (``long_mscale`` of the extended model).
 
@@ -247,3 +242,27 @@ def longrope2(rotary_dim: int, critical_dim: int, tail: Sequence[float]) -> list
 def is_monotone(values: Sequence[float], start: int = 0) -> bool:
     """True when ``values[start:]`` is non-decreasing."""
     return all(a <= b for a, b in zip(values[start:], values[start + 1 :], strict=False))
+
+
+#: The keys of a factors file that [`~hf_longrope2.extend`] takes.
+FACTORS_FILE_KEYS = ("long_factor", "critical_dim", "long_mscale")
+
+
+def read_factors_file(path: str | Path, what: str = "--factors-file") -> dict:
+    """The factors in a JSON file: a factors file (``hf-longrope2 factors``) or a ``search_log.json`` (its ``best``).
+
+    Returns:
+        `dict`: ``long_factor`` and, when the file has them, ``critical_dim`` and ``long_mscale``: keyword
+        arguments of [`~hf_longrope2.extend`].
+
+    Raises:
+        ValueError: naming `what` and `path`: not JSON, no ``long_factor``, or a non-finite or non-positive value.
+    """
+    data = read_json(path, what)
+    if isinstance(data, dict) and isinstance(data.get("best"), dict):  # a search_log.json
+        data = data["best"]
+    if not isinstance(data, dict) or "long_factor" not in data:
+        found = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{what} {path} has no 'long_factor' key (nor best.long_factor; found: {found})")
+    check_factor_values(data, f"{what} {path}")
+    return {k: data[k] for k in FACTORS_FILE_KEYS if data.get(k) is not None}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..extension import extend_pretrained
 from ..factors import METHODS
-from ..modeling.modeling_longrope2 import longrope2_parameters
+from ..modeling.rope import LongRoPE2Parameters
 from ..utils.arguments import Parser, check_token_count, parse_dataclasses, require_fields
 from ..utils.arguments import make_parser as make_dataclass_parser
 from ..utils.environment import DTYPES
@@ -65,9 +65,9 @@ def main(argv: Sequence[str]) -> int:
     model = extend_pretrained(args.model, args.output_dir, args.target_length, method=args.method,
                               factors_file=args.factors_file, original_length=args.original_length, dtype=args.dtype,
                               overwrite=args.overwrite)
-    params = longrope2_parameters(model.config)
+    p = LongRoPE2Parameters.from_config(model.config)
     print(
-        f"extended {args.model} from {params['original_max_position_embeddings']} to {model.config.max_position_embeddings} "
-        f"tokens (long_mscale {params['long_mscale']:.4f}) -> {Path(args.output_dir)}"
+        f"extended {args.model} from {p.original_max_position_embeddings} to {p.max_position_embeddings} "
+        f"tokens (long_mscale {p.long_mscale:.4f}) -> {Path(args.output_dir)}"
     )
     return 0

@@ -17,8 +17,7 @@ from transformers import AutoConfig
 
 from .. import factors
 from ..factors import METHODS
-from ..modeling.modeling_longrope2 import longrope2_parameters
-from ..modeling.rope import rotary_dim_of
+from ..modeling.rope import RopeGeometry
 from ..utils.arguments import Parser, check_token_count, parse_dataclasses
 from ..utils.arguments import make_parser as make_dataclass_parser
 from ..utils.loading import model_source
@@ -50,9 +49,8 @@ class FactorsArguments:
 def _rope_geometry(args: FactorsArguments) -> tuple[int, float, int]:
     if args.model is not None:
         config = AutoConfig.from_pretrained(model_source(args.model, weights=False))
-        params = longrope2_parameters(config)
-        original = params.get("original_max_position_embeddings", config.max_position_embeddings)
-        return rotary_dim_of(config, params), float(params["rope_theta"]), int(original)
+        geometry = RopeGeometry.from_config(config)
+        return geometry.rotary_dim, geometry.rope_theta, geometry.original_window
     missing = [n for n in ("rotary_dim", "rope_theta", "original_length") if getattr(args, n) is None]
     if missing:
         raise ValueError(f"pass --model, or all of --rotary-dim --rope-theta --original-length (missing: {missing})")

@@ -28,19 +28,13 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from ..data.needles import tokenizer_fingerprint
 from ..data.texts import load_texts
-from ..extension import original_window
-from ..modeling.modeling_longrope2 import longrope2_parameters
+from ..modeling.rope import RopeGeometry
 from ..utils.atomic import check_output_dir, save_atomically, write_json_atomically
 from ..utils.environment import torch_dtype
 from ..utils.loading import model_source, read_json
 from .config import EvalConfig
 from .plan import EvalPlan
 from .report import assemble, summary_table, write_report
-
-
-def rope_type(config) -> str:
-    """The rope type of a model config (``default`` when it has none)."""
-    return str(longrope2_parameters(config).get("rope_type", "default"))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -81,7 +75,7 @@ def evaluate_models(
     """
     started = time.perf_counter()
     configs = {s.name: s.config if s.config is not None else AutoConfig.from_pretrained(s.path) for s in specs}
-    window = original_window(configs[specs[0].name])
+    window = RopeGeometry.from_config(configs[specs[0].name]).original_window
     def read(dataset: str) -> list[str]:
         return load_texts(dataset, split=args.dataset_split, text_column=args.text_column,
                           config_name=args.dataset_config, max_documents=args.max_documents)
@@ -96,12 +90,12 @@ def evaluate_models(
     models = {}
     for spec in specs:
         finished = cells.setdefault(spec.name, {})
-        config = configs[spec.name]
+        geometry = RopeGeometry.from_config(configs[spec.name])
         models[spec.name] = {
             "path": spec.path,
-            "original_window": original_window(config),
-            "max_position_embeddings": int(config.max_position_embeddings),
-            "rope_type": rope_type(config),
+            "original_window": geometry.original_window,
+            "max_position_embeddings": geometry.max_position_embeddings,
+            "rope_type": geometry.rope_type,
         }
         if len(finished) < plan.cells_per_model:
             bar.set_postfix_str(spec.name)

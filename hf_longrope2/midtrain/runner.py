@@ -29,13 +29,11 @@ from .. import factors
 from ..data.mixture import mixture_from_yaml
 from ..data.packing import build_mixed_dataset
 from ..extension import extend
-from ..modeling.modeling_longrope2 import longrope2_parameters
-from ..modeling.rope import ROPE_TYPE
 from ..publish.cards import write_model_card
 from ..publish.hub import push
 from ..tiny.models import char_tokenizer, tiny_config
 from ..utils.atomic import check_output_dir, publish_folder, write_json_atomically
-from ..utils.loading import check_factor_values, model_source, read_json
+from ..utils.loading import model_source
 from .config import TINY, LongRoPE2TrainingArguments, MidtrainConfig
 from .trainer import LongRoPE2SFTTrainer, LongRoPE2Trainer, longrope2_window
 
@@ -54,18 +52,6 @@ def masked_arguments(args) -> dict:
         if "token" in key.lower() and isinstance(values[key], str) and values[key]:
             values[key] = "<masked>"  # ... and any other token-looking field too
     return values
-
-
-def read_factors(path: str) -> dict:
-    """``long_factor`` (and ``critical_dim`` when present) from a JSON file or a ``search_log.json``."""
-    data = read_json(path, "factors_file")
-    if isinstance(data, dict) and isinstance(data.get("best"), dict):  # a search_log.json
-        data = data["best"]
-    if not isinstance(data, dict) or "long_factor" not in data:
-        found = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f"factors_file {path} has no 'long_factor' (nor best.long_factor); found: {found}")
-    check_factor_values(data, f"factors_file {path}")
-    return {"long_factor": data["long_factor"], "critical_dim": data.get("critical_dim")}
 
 
 def load_model_and_tokenizer(script, args, model_config):
@@ -91,10 +77,9 @@ def load_model_and_tokenizer(script, args, model_config):
         model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(name, revision=model_config.model_revision)
     if args.factors_file is not None:
-        spec = read_factors(args.factors_file)
-        extend(model, spec["long_factor"], max_position_embeddings=args.target_length, critical_dim=spec["critical_dim"])
-    if longrope2_parameters(model.config).get("rope_type") != ROPE_TYPE:
-        raise ValueError(f"{name} is not a longrope2 model; pass factors_file (e.g. a search_log.json) to extend it")
+        extend(model, max_position_embeddings=args.target_length,
+               **factors.read_factors_file(args.factors_file, "factors_file"))
+    longrope2_window(model)  # ValueError unless it is a longrope2 model (factors_file extends one)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer

@@ -51,7 +51,7 @@ from .configuration_longrope2 import (
     LongRoPE2Qwen2Config,
     LongRoPE2Qwen3Config,
 )
-from .rope import ROPE_TYPE, rope_parameters_of
+from .rope import ROPE_TYPE, rope_parameter_dicts
 from .rotary import use_longrope2_rotary
 from .windows import document_lengths
 
@@ -123,9 +123,8 @@ class LongRoPE2GenerationMixin:
         use_longrope2_rotary(self, ARCHITECTURES[config.model_type].rotary_class)
 
     def _longrope2_original_windows(self) -> list[int]:
-        params = self.config.rope_parameters or {}
-        nested = [v for v in params.values() if isinstance(v, dict)] or [params]
-        return [p["original_max_position_embeddings"] for p in nested if p.get("rope_type") == ROPE_TYPE]
+        dicts = rope_parameter_dicts(self.config).values()
+        return [p["original_max_position_embeddings"] for p in dicts if p.get("rope_type") == ROPE_TYPE]
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -277,8 +276,3 @@ def architecture_for(model_type: str) -> Architecture:
         )
     return ARCHITECTURES[model_type]
 
-
-def longrope2_parameters(config) -> dict:
-    """The longrope2 rope dict of a config (the nested ``full_attention`` one for gemma3)."""
-    arch = architecture_for(config.model_type)
-    return rope_parameters_of(config, arch.nested_rope_key)

@@ -37,6 +37,7 @@ from huggingface_hub.utils import HFValidationError
 from huggingface_hub.utils import validate_repo_id as hub_validate
 from transformers.dynamic_module_utils import get_relative_imports
 
+from ..modeling.rope import rope_parameters
 from ..utils.atomic import write_text_atomically
 from ..utils.environment import __version__
 from ..utils.loading import check_rope_values, weight_problems
@@ -150,15 +151,6 @@ def upload_files(folder: str | Path) -> tuple[list[str], dict[str, str]]:
     return sorted(files), dict(sorted(skipped.items()))
 
 
-def _rope_parameters(config: dict) -> dict:
-    """The rope dict of a ``config.json`` (the ``full_attention`` one when it is nested per layer type)."""
-    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    if isinstance(rope, dict) and "rope_type" not in rope:
-        nested = [v for v in rope.values() if isinstance(v, dict)]
-        return rope.get("full_attention") or next((v for v in nested if v.get("rope_type") in ROPE_TYPES), {})
-    return rope if isinstance(rope, dict) else {}
-
-
 def _check_config(folder: Path, problems: list[str]) -> dict | None:
     path = folder / "config.json"
     if not path.is_file():
@@ -174,7 +166,7 @@ def _check_config(folder: Path, problems: list[str]) -> dict | None:
         check_rope_values(config, "config.json")
     except ValueError as exc:
         problems.append(str(exc))
-    rope_type = _rope_parameters(config).get("rope_type", "default")
+    rope_type = rope_parameters(config).get("rope_type", "default")
     if rope_type not in ROPE_TYPES:
         problems.append(
             f"config.json has rope_type {rope_type!r} (model_type {config.get('model_type')!r}); push accepts a "

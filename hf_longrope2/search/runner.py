@@ -29,8 +29,8 @@ from .. import factors
 from ..data.needles import NeedleSettings, needle_samples
 from ..extension import extend, save_extended
 from ..factors import METHODS, baseline
-from ..modeling.modeling_longrope2 import architecture_for, longrope2_parameters
-from ..modeling.rope import ROPE_TYPE, rotary_dim_of
+from ..modeling.modeling_longrope2 import architecture_for
+from ..modeling.rope import ROPE_TYPE, RopeGeometry
 from ..plots import plot_factor_curves, plot_search_progress
 from ..publish.cards import write_model_card
 from ..utils.atomic import check_output_dir, save_atomically, write_json_atomically
@@ -60,19 +60,18 @@ def geometry(model_name: str, target_length: int) -> dict:
     """Rotary dimension, base and original window of `model_name`, validated for a search to `target_length`."""
     config = AutoConfig.from_pretrained(model_name)
     architecture_for(config.model_type)  # ValueError listing the supported types (e.g. for GPT-2)
-    params = longrope2_parameters(config)
-    rope_type = params.get("rope_type", "default")
+    geometry = RopeGeometry.from_config(config)
+    rope_type, original = geometry.rope_type, geometry.original_window
     if rope_type not in ("default", ROPE_TYPE):
         raise ValueError(
             f"{model_name} uses rope_type {rope_type!r}; the search starts from the original RoPE ('default') or a "
             f"longrope2 model"
         )
-    original = int(params.get("original_max_position_embeddings", config.max_position_embeddings))
     if target_length <= original:
         raise ValueError(
             f"--target-length ({target_length}) must be larger than the model's original window ({original})"
         )
-    dim, theta = rotary_dim_of(config, params), float(params["rope_theta"])
+    dim, theta = geometry.rotary_dim, geometry.rope_theta
     return {
         "rotary_dim": dim,
         "rope_theta": theta,

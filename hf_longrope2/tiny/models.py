@@ -22,8 +22,8 @@ from transformers import PreTrainedTokenizerFast
 
 from .. import factors
 from ..extension import extend
-from ..modeling.modeling_longrope2 import SUPPORTED_MODEL_TYPES, architecture_for, longrope2_parameters
-from ..modeling.rope import rotary_dim_of
+from ..modeling.modeling_longrope2 import SUPPORTED_MODEL_TYPES, architecture_for
+from ..modeling.rope import RopeGeometry, rope_parameters
 
 ORIGINAL = 32  # native window of the tiny models
 TARGET = 128  # extended window (s = 4)
@@ -95,7 +95,7 @@ def tiny_model(model_type: str, seed: int = 0):
 
 
 def rotary_dim(model) -> int:
-    return rotary_dim_of(model.config, longrope2_parameters(model.config))
+    return RopeGeometry.from_config(model.config).rotary_dim
 
 
 def long_factors_for(model) -> list[float]:
@@ -128,7 +128,7 @@ def load_in_isolation(jobs: list[dict], workdir: Path) -> None:
 def longrope_reference(model_type: str, ext):
     """transformers' own ``longrope`` model with the long factors and attention factor of `ext`, same weights."""
     arch = architecture_for(model_type)
-    params = longrope2_parameters(ext.config)
+    params = rope_parameters(ext.config)
     longrope = {
         "rope_type": "longrope",
         "rope_theta": params["rope_theta"],
