@@ -56,6 +56,7 @@ from .tiny.base import tiny_base_path
 from .tiny.recall_data import RecallCorpusSettings, write_recall_corpus
 from .utils.atomic import check_output_dir
 from .utils.loading import check_model_folder_loadable
+from .utils.run_folder import RunFolder
 
 DATASET = "builtin:pydoc"  # needle haystacks and perplexity documents, never midtrained on
 
@@ -236,7 +237,7 @@ def eval_stage(models: dict[str, Path], out: Path, lengths: Sequence[int], budge
         model=[str(path) for path in models.values()], name=list(models), output_dir=str(out), lengths=list(lengths),
         depths=list(budget.depths), needles_per_cell=budget.needles, ppl_documents=budget.ppl_documents,
         dataset=DATASET, seed=seed, overwrite=True,
-        resume=resume and Path(f"{out}.eval-state").exists(),  # an interrupted evaluation continues from its cells
+        resume=resume and RunFolder(out, "eval").has_state(),  # an interrupted evaluation continues from its cells
         **ruler,
     )
     return stage("evaluate", out, resume, lambda: evaluate(config))

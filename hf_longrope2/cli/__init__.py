@@ -26,12 +26,12 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from types import ModuleType
 
 import yaml
 
 from ..utils.arguments import read_yaml, split_config
+from ..utils.run_folder import RunFolder
 
 #: verb -> (module under hf_longrope2.cli, one line of help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -93,23 +93,16 @@ def _flag_value(argv: Sequence[str], name: str) -> str | None:
 
 def interrupted_hint(name: str, argv: Sequence[str]) -> str:
     """What an interrupted `name` run kept, and the command that continues it."""
-    again = "hf-longrope2 " + " ".join(shlex.quote(a) for a in [name, *argv] if a != "--overwrite")
     out = _flag_value(argv, "output_dir")
-    if name in ("search", "eval") and out:
-        state = Path(f"{os.path.normpath(out)}.{'search' if name == 'search' else 'eval'}-state")
-        if state.exists():
-            resume = "" if "--resume" in argv else " --resume"
-            return f"its state in {state} is kept; continue with: {again}{resume}"
     if name == "demo":
+        again = "hf-longrope2 " + " ".join(shlex.quote(a) for a in [name, *argv] if a != "--overwrite")
         resume = "" if "--resume" in argv else " --resume"
         return f"finished stages in {out or 'longrope2-demo'} are kept; continue with: {again}{resume}"
+    stage = {"search": "search", "eval": "eval", "midtrain": "midtrain"}.get(name)
+    hint = RunFolder(out, stage).resume_hint([name, *argv]) if stage and out else None
+    if hint:
+        return hint
     if name == "midtrain" and out:
-        from ..midtrain.runner import checkpoints_dir  # imports TRL: only once a midtraining was interrupted
-
-        work = checkpoints_dir(out)
-        if work.is_dir() and any(p.name.startswith("checkpoint-") for p in work.iterdir()):
-            resume = "" if "--resume_from_checkpoint" in argv else " --resume_from_checkpoint true"
-            return f"checkpoints in {work} are kept; continue with: {again}{resume}"
         return f"no checkpoint had been saved (see save_steps) and {out} was not written"
     return "nothing was written (outputs appear only once complete)"
 

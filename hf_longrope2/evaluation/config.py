@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..utils.arguments import flag_name, require_fields
 from ..utils.environment import DTYPES
+from ..utils.run_folder import RunFolder
 from .ruler import RULER_TASKS
 
 NONE = "none"
@@ -113,6 +114,5 @@ class EvalConfig:
         return list(self.name) or [Path(m.rstrip("/")).name or m for m in self.model]
 
     @property
-    def state_dir(self) -> Path:
-        out = Path(self.output_dir)
-        return out.with_name(out.name + ".eval-state")
+    def run_folder(self) -> RunFolder:
+        return RunFolder(self.output_dir, "eval")

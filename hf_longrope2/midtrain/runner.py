@@ -32,8 +32,9 @@ from ..extension import extend
 from ..publish.cards import write_model_card
 from ..publish.hub import push
 from ..tiny.models import char_tokenizer, tiny_config
-from ..utils.atomic import check_output_dir, publish_folder, write_json_atomically
+from ..utils.atomic import write_json_atomically
 from ..utils.loading import model_source
+from ..utils.run_folder import RunFolder
 from .config import TINY, LongRoPE2TrainingArguments, MidtrainConfig
 from .trainer import LongRoPE2SFTTrainer, LongRoPE2Trainer, longrope2_window
 
@@ -41,8 +42,7 @@ from .trainer import LongRoPE2SFTTrainer, LongRoPE2Trainer, longrope2_window
 def checkpoints_dir(output_dir: str | os.PathLike) -> Path:
     """Where the Trainer writes checkpoints: ``OUTPUT.checkpoints`` beside the final folder, which appears only
     complete (written to a temporary sibling and renamed at the end)."""
-    out = Path(os.path.normpath(output_dir))
-    return out.with_name(out.name + ".checkpoints")
+    return RunFolder(output_dir, "midtrain").state_dir
 
 
 def masked_arguments(args) -> dict:
@@ -113,18 +113,12 @@ def run(config: MidtrainConfig) -> Path:
     push_to_hub, args.push_to_hub = args.push_to_hub, False  # pushed by hub.push at the end, not at every save
     if args.mixture is None:
         raise ValueError("mixture is required: a YAML list of sources (see recipes/tiny/midtrain.yaml)")
-    out = Path(args.output_dir)
-    work = checkpoints_dir(out)
+    folder = RunFolder(args.output_dir, "midtrain")
+    out, work = Path(args.output_dir), folder.state_dir
     if str(args.resume_from_checkpoint).lower() in ("true", "false"):  # true: the last one in OUTPUT.checkpoints
         args.resume_from_checkpoint = str(args.resume_from_checkpoint).lower() == "true" or None
-    resuming = args.resume_from_checkpoint is not None
-    check_output_dir(out, script.overwrite)
-    if work.exists() and any(work.iterdir()) and not resuming:
-        if not script.overwrite:
-            raise FileExistsError(f"{work} holds checkpoints of an earlier run: pass --resume_from_checkpoint true "
-                                  "to continue it, or --overwrite to start over")
-        if args.process_index == 0:
-            shutil.rmtree(work)
+    folder.begin(overwrite=script.overwrite, resume=args.resume_from_checkpoint is not None,
+                 main_process=args.process_index == 0)
     args.output_dir = str(work)
     model, tokenizer = load_model_and_tokenizer(script, args, model_config)
     window = longrope2_window(model)
@@ -163,7 +157,7 @@ def run(config: MidtrainConfig) -> Path:
         print(f"note: the accelerate config asks for FSDP, but accelerate runs {distributed_type} (its FSDP plugin "
               "needs GPUs): every process holds the whole model, nothing is sharded", file=sys.stderr)
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-    staging = out.with_name(f".{out.name}.saving")  # hidden sibling, renamed to `out` once complete
+    staging = folder.staging_dir  # hidden sibling, renamed to `out` once complete
     if trainer.is_world_process_zero() and staging.exists():
         shutil.rmtree(staging)  # left by a run killed while saving
     trainer.accelerator.wait_for_everyone()
@@ -192,7 +186,7 @@ def run(config: MidtrainConfig) -> Path:
         write_json_atomically(staging / "training_args.json", training)
         write_json_atomically(staging / "midtrain_log.json", log)
         write_model_card(staging, base_model=model_config.model_name_or_path, midtrain=log)
-        publish_folder(staging, out, overwrite=script.overwrite)
+        folder.publish_staged(overwrite=script.overwrite)
         print(f"midtrained {model_config.model_name_or_path} -> {out}: {report.summary()} (checkpoints: {work})")
     trainer.accelerator.wait_for_everyone()
     if push_to_hub and trainer.is_world_process_zero():

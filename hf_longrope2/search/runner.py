@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import asdict, replace
@@ -33,9 +32,9 @@ from ..modeling.modeling_longrope2 import architecture_for
 from ..modeling.rope import ROPE_TYPE, RopeGeometry
 from ..plots import plot_factor_curves, plot_search_progress
 from ..publish.cards import write_model_card
-from ..utils.atomic import check_output_dir, save_atomically, write_json_atomically
+from ..utils.atomic import write_json_atomically
 from ..utils.environment import torch_dtype, versions
-from ..utils.loading import model_source, read_json
+from ..utils.loading import model_source
 from .config import SearchConfig, parse_critical_dims
 from .evolution import STATE_VERSION, Search
 from .scoring import Evaluator
@@ -127,7 +126,7 @@ def write_output(args: SearchConfig, search: Search, model, tokenizer, geo: dict
         plot_factor_curves(curves, tmp / "factors.png", best_candidate.critical_dim, geo["theoretical_critical_dim"])
         write_model_card(tmp, base_model=args.model, search=log)
 
-    out = save_atomically(args.output_dir, write, overwrite=args.overwrite)
+    out = args.run_folder.publish(write, overwrite=args.overwrite)
     print(
         f"best score {best['score']:.4f} (space {args.space}, d_rcd {best_candidate.critical_dim}); seeds: "
         + ", ".join(f"{n} {s['score']:.4f}" for n, s in state["seeds"].items())
@@ -173,25 +172,18 @@ def run(config: SearchConfig) -> Path:
         ValueError: a bad model, target length or state to resume; nothing is written then.
     """
     started_at = time.perf_counter()
-    args = config
     distributed = distributed_state()
-    check_output_dir(args.output_dir, args.overwrite)
-    state_file = args.state_dir / "state.json"
-    if args.resume and not state_file.exists():
-        raise FileNotFoundError(f"--resume: no search state at {state_file}")
-    if not args.resume and state_file.exists():
-        raise FileExistsError(
-            f"a previous search left its state in {args.state_dir}; pass --resume to continue it, or delete the folder"
-        )
-    args = replace(args, model=model_source(args.model))  # the caller's config is left as it was
+    folder = config.run_folder
+    folder.begin(overwrite=config.overwrite, resume=config.resume)
+    args = replace(config, model=model_source(config.model))  # the caller's config is left as it was
     if args.resume:
-        state = read_json(state_file, "--resume: the search state")
+        state, state_file = folder.read_state(), folder.state_file
         if not isinstance(state, dict) or "settings" not in state:
-            raise ValueError(f"--resume: {state_file} is not a search state (no 'settings'); delete {args.state_dir} "
-                             "and start again")
+            raise ValueError(f"--resume: {state_file} is not a search state (no 'settings'); delete "
+                             f"{folder.state_dir} and start again")
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"--resume: {state_file} has state version {state.get('version')}, this hf-longrope2 "
-                             f"writes {STATE_VERSION}; delete {args.state_dir} and start again")
+                             f"writes {STATE_VERSION}; delete {folder.state_dir} and start again")
         differing = sorted(k for k, v in args.result_settings().items() if state["settings"].get(k) != v)
         if differing:
             raise ValueError(f"--resume: settings differ from the saved search in {differing}; pass the same values")
@@ -235,6 +227,5 @@ def run(config: SearchConfig) -> Path:
     search.run()
     if distributed.is_main_process:
         write_output(args, search, model, tokenizer, geo, seeds, started_at)
-        shutil.rmtree(args.state_dir, ignore_errors=True)
     distributed.wait_for_everyone()
     return Path(args.output_dir)
