@@ -109,7 +109,7 @@ def forward_counts(model: Path, work: Path, search: dict, seed: int, low_confide
     """Run the reference schedule and the racing modes in this process; count executed decoder forwards."""
     import torch
 
-    from hf_longrope2.cli.search import parse_args
+    from hf_longrope2.cli import parse_args
     from hf_longrope2.search import runner as search_module
     from hf_longrope2.search.space import Candidate
 
@@ -163,7 +163,7 @@ def forward_counts(model: Path, work: Path, search: dict, seed: int, low_confide
         ):
             started = time.perf_counter()
             with (work / f"forwards-{seed}-{name}.log").open("w") as sink, redirect_stdout(sink), redirect_stderr(sink):
-                search_module.run(parse_args(search_argv(model, out, search, "--seed", str(seed), *extra)))
+                search_module.run(parse_args("search", search_argv(model, out, search, "--seed", str(seed), *extra)))
             total_seconds = time.perf_counter() - started
         log = read_log(out)
         runs[name] = {

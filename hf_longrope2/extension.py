@@ -44,6 +44,7 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -52,6 +53,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 from transformers.dynamic_module_utils import custom_object_save
 
 from . import factors
+from .factors import METHODS
 from .modeling.modeling_longrope2 import architecture_for
 from .modeling.rope import (
     ROPE_TYPE,
@@ -62,8 +64,9 @@ from .modeling.rope import (
     validate_longrope2_rope_parameters,
 )
 from .modeling.rotary import use_longrope2_rotary
+from .utils.arguments import check_token_count, require_fields
 from .utils.atomic import check_output_dir, save_atomically
-from .utils.environment import torch_dtype
+from .utils.environment import DTYPES, torch_dtype
 from .utils.loading import check_model_folder_loadable, model_source
 
 logger = logging.getLogger(__name__)
@@ -345,3 +348,66 @@ def export_for_serving(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, o
         (tmp / "config.json").write_text(json.dumps(exported, indent=2, sort_keys=True) + "\n")
 
     return save_atomically(dst, write, overwrite=overwrite)
+
+
+@dataclass
+class ExtendArguments:
+    model: str = field(default="", metadata={"help": "Model folder or Hub id of a supported causal LM (required)"})
+    output_dir: str = field(
+        default="", metadata={"help": "Folder to write the extended model to (required, must not exist or be empty)"}
+    )
+    target_length: int = field(
+        default=0, metadata={"help": "Target context length (max_position_embeddings) in tokens (required)"}
+    )
+    method: str = field(
+        default="yarn", metadata={"help": f"Factor vector: one of {METHODS}; ignored with --factors-file"}
+    )
+    factors_file: str | None = field(
+        default=None, metadata={"help": "JSON file with 'long_factor' (and optional 'critical_dim', 'long_mscale')"}
+    )
+    original_length: int | None = field(
+        default=None, metadata={"help": "Pre-training window; default: the model's current window"}
+    )
+    dtype: str = field(default="auto", metadata={"help": "Weights dtype: auto, float32, bfloat16 or float16"})
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
+
+    def __post_init__(self) -> None:
+        require_fields(self, "model", "output_dir")
+        check_token_count("--target-length", self.target_length)
+        if self.method not in METHODS:
+            raise ValueError(f"--method must be one of {METHODS}, got {self.method!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+
+
+def run_extend(args: ExtendArguments) -> PreTrainedModel:
+    """``hf-longrope2 extend``: [`extend_pretrained`] and one line saying what it did."""
+    model = extend_pretrained(args.model, args.output_dir, args.target_length, method=args.method,
+                              factors_file=args.factors_file, original_length=args.original_length, dtype=args.dtype,
+                              overwrite=args.overwrite)
+    p = LongRoPE2Parameters.from_config(model.config)
+    print(
+        f"extended {args.model} from {p.original_max_position_embeddings} to {p.max_position_embeddings} "
+        f"tokens (long_mscale {p.long_mscale:.4f}) -> {Path(args.output_dir)}"
+    )
+    return model
+
+
+@dataclass
+class ExportServingArguments:
+    model: str = field(default="", metadata={"help": "A saved longrope2 model folder (required)"})
+    output_dir: str = field(
+        default="", metadata={"help": "Destination folder in the built-in 'longrope' format (required)"}
+    )
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
+
+    def __post_init__(self) -> None:
+        if not self.model or not self.output_dir:
+            raise ValueError("--model and --output-dir are required")
+
+
+def run_export_serving(args: ExportServingArguments) -> Path:
+    """``hf-longrope2 export-serving``: [`export_for_serving`] and where it went."""
+    out = export_for_serving(args.model, args.output_dir, overwrite=args.overwrite)
+    print(f"exported -> {out}")
+    return out

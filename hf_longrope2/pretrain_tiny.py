@@ -7,7 +7,7 @@ python recipes/pretrain_tiny.py --output-dir /tmp/t --max-steps 10      # smoke 
 ```
 
 Corpus, tokenizer and training rows: see [`hf_longrope2.tiny.pretraining`]; the recipe's parser is
-[`hf_longrope2.cli.pretrain_tiny`]. After training, the quality gate measures
+[`hf_longrope2.cli.VERBS`] (``pretrain-tiny``). After training, the quality gate measures
 needle retrieval (the evaluation's NIAH grid, greedy exact match) inside the native window and at 4x and 8x
 without any extension, and writes it into the model card and ``pretrain_log.json``. Training state is saved
 every ``--save-every`` steps to ``OUTPUT_DIR.pretrain-state/``; the model folder is written at once at the end.
@@ -15,6 +15,7 @@ every ``--save-every`` steps to ``OUTPUT_DIR.pretrain-state/``; the model folder
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -251,3 +252,8 @@ def run(config: PretrainConfig) -> dict:
 
     folder.publish(write, overwrite=args.overwrite)
     return {"accuracy": gate["accuracy"], "final_loss": log["final_loss"], "train_time_s": log["train_time_s"]}
+
+
+def pretrain(config: PretrainConfig) -> None:
+    """``recipes/pretrain_tiny.py``: [`run`], then its summary as one JSON line."""
+    print(json.dumps(run(config)))

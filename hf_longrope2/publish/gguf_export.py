@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +223,23 @@ def export_gguf(model_dir: str | os.PathLike, output_file: str | os.PathLike, *,
     return out
 
 
+@dataclass
+class ExportGGUFArguments:
+    model: str = field(default="", metadata={"help": "A saved longrope2 Llama folder (required)"})
+    output_file: str = field(default="", metadata={"help": "The .gguf file to write (required)"})
+    dtype: str = field(default="float32", metadata={"help": f"Matrices as one of {MATRIX_DTYPES}"})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output-file"})
+
+    def __post_init__(self) -> None:
+        if not self.model or not self.output_file:
+            raise ValueError("--model and --output-file are required")
+        if self.dtype not in MATRIX_DTYPES:
+            raise ValueError(f"--dtype must be one of {MATRIX_DTYPES}, got {self.dtype!r}")
+
+
+def run_export_gguf(args: ExportGGUFArguments) -> Path:
+    """``hf-longrope2 export-gguf``: [`export_gguf`] and how to run the file."""
+    out = export_gguf(args.model, args.output_file, dtype=args.dtype, overwrite=args.overwrite)
+    print(f"exported {args.model} -> {out} ({args.dtype}, {out.stat().st_size:,} bytes); run it in llama.cpp with a "
+          "context size above the original window to use the long factors")
+    return out

@@ -15,8 +15,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_longrope2 import cli
-from hf_longrope2.cli.evaluate import merge_repeated_flags
 from hf_longrope2.evaluation import EvalConfig
+from hf_longrope2.evaluation.config import merge_repeated_flags
 from hf_longrope2.evaluation.report import MODEL_KEYS, REPORT_KEYS
 from hf_longrope2.tiny.models import char_tokenizer, tiny_model
 from hf_longrope2.utils import run_folder as state_writer  # where every runner saves its state

@@ -262,9 +262,9 @@ def test_resume_after_sigkill_gives_the_same_result(assets, tmp_path):
 
 
 def cli_main_raising(args):
-    from hf_longrope2.cli.search import main
+    from hf_longrope2.cli import run_verb
 
-    main(args)
+    run_verb("search", args)
 
 
 @pytest.mark.slow  # accelerate launch of 2 processes
