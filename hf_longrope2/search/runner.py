@@ -37,7 +37,7 @@ from ..utils.environment import torch_dtype, versions
 from ..utils.loading import model_source
 from .config import SearchConfig, parse_critical_dims
 from .evolution import STATE_VERSION, Search
-from .scoring import Evaluator
+from .scoring import FactorScorer
 from .space import Candidate, SearchSpace
 
 
@@ -159,11 +159,15 @@ def better_seed_advice(args: SearchConfig, seeds: dict[str, dict], best_score: f
     return lines
 
 
-def run(config: SearchConfig) -> Path:
+def run(config: SearchConfig, *, scorer: type[FactorScorer] = FactorScorer, search_class: type[Search] = Search
+        ) -> Path:
     """Search the LongRoPE2 factors of ``config.model`` and write the extended model to ``config.output_dir``.
 
     The entry point of ``hf-longrope2 search`` and ``recipes/search.py`` (see the package docstring). With several
     processes (``accelerate launch``) every process scores its share of each step; the main process writes.
+
+    `scorer` and `search_class` are seams for measurements (``benchmarks/search_cost.py`` counts forwards with a
+    subclass of each); the search is the same.
 
     Returns:
         `Path`: the output folder.
@@ -214,8 +218,8 @@ def run(config: SearchConfig) -> Path:
     if args.parents > args.population // 2 and distributed.is_main_process:
         print(f"note: --parents {args.parents} > population/2; using {args.population // 2}", file=sys.stderr)
     model = load_model(args, distributed.device)
-    evaluate = Evaluator(model, samples, args.target_length, args.batch_size)
-    search = Search(args, space, geo["rotary_dim"], evaluate, distributed, state)
+    evaluate = scorer(model, samples, args.target_length, args.batch_size)
+    search = search_class(args, space, geo["rotary_dim"], evaluate, distributed, state)
     if distributed.is_main_process:
         print(
             f"search {args.model}: {geo['original_max_position_embeddings']} -> {args.target_length} tokens, "
