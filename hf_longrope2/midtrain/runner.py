@@ -29,6 +29,7 @@ from .. import factors
 from ..data.mixture import mixture_from_yaml
 from ..data.packing import build_mixed_dataset
 from ..extension import extend
+from ..modeling.rope import RopeGeometry
 from ..publish.cards import write_model_card
 from ..publish.hub import push
 from ..tiny.models import char_tokenizer, tiny_config
@@ -66,7 +67,7 @@ def load_model_and_tokenizer(script, args, model_config):
         model, tokenizer = LlamaForCausalLM(config), char_tokenizer()
         if args.factors_file is None:
             scale = args.target_length / script.tiny_window
-            extend(model, factors.yarn(16, config.rope_parameters["rope_theta"], scale, script.tiny_window),
+            extend(model, factors.yarn(16, RopeGeometry.from_config(config).rope_theta, scale, script.tiny_window),
                    max_position_embeddings=args.target_length)
     else:
         name = model_source(name, "model_name_or_path")
