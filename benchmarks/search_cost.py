@@ -56,7 +56,6 @@ from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULT = Path(__file__).parent / "results" / "search_cost.json"
@@ -109,14 +108,14 @@ def forward_counts(model: Path, work: Path, search: dict, seed: int, low_confide
     """Run the reference schedule and the racing modes in this process; count executed decoder forwards."""
     import torch
 
-    from hf_longrope2.cli.search import parse_args
+    from hf_longrope2.cli import parse_args
     from hf_longrope2.search import runner as search_module
     from hf_longrope2.search.space import Candidate
 
     counter = {"rows": 0}
 
-    class CountingEvaluator(search_module.Evaluator):
-        """The package's Evaluator plus a forward hook on the decoder that counts the sample rows it runs."""
+    class CountingScorer(search_module.FactorScorer):
+        """The package's FactorScorer plus a forward hook on the decoder that counts the sample rows it runs."""
 
         def __init__(self, model: Any, *args: Any, **kwargs: Any) -> None:
             super().__init__(model, *args, **kwargs)
@@ -157,14 +156,11 @@ def forward_counts(model: Path, work: Path, search: dict, seed: int, low_confide
     for name, extra, search_class in modes:
         counter["rows"] = 0
         out = work / f"forwards-{seed}-{name}"
-        with (
-            mock.patch.object(search_module, "Evaluator", CountingEvaluator),
-            mock.patch.object(search_module, "Search", search_class),
-        ):
-            started = time.perf_counter()
-            with (work / f"forwards-{seed}-{name}.log").open("w") as sink, redirect_stdout(sink), redirect_stderr(sink):
-                search_module.run(parse_args(search_argv(model, out, search, "--seed", str(seed), *extra)))
-            total_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        with (work / f"forwards-{seed}-{name}.log").open("w") as sink, redirect_stdout(sink), redirect_stderr(sink):
+            config = parse_args("search", search_argv(model, out, search, "--seed", str(seed), *extra))
+            search_module.run(config, scorer=CountingScorer, search_class=search_class)
+        total_seconds = time.perf_counter() - started
         log = read_log(out)
         runs[name] = {
             "forwards": counter["rows"],

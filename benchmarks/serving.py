@@ -60,19 +60,20 @@ METHODS = ("pi", "ntk", "yarn", "longrope2", "longrope2_midtrained")
 def build_models(work: Path, base: Path, target: int, midtrain_steps: int) -> dict[str, Path]:
     """The searched LongRoPE2 model (and it midtrained as the demo does), PI / NTK / YaRN, and the serving export of
     the searched model; stages already in `work` are reused."""
-    from hf_longrope2.demo import Budget, data_stage, extend_stage, midtrain_stage, search_stage, stage
     from hf_longrope2.extension import export_for_serving
+    from hf_longrope2.pipeline import Budget, data_stage, extend_stage, midtrain_stage, search_stage, stage
 
     budget = Budget(population=8, iterations=2, search_samples=4, midtrain_steps=0, needles=0, depths=(0.0,),
                     ppl_documents=0)
-    search_stage(base, target, work / "longrope2", budget, seed=0, resume=True)
+    search_stage(base=base, target=target, out=work / "longrope2", budget=budget, seed=0, resume=True)
     for method in ("pi", "ntk", "yarn"):
-        extend_stage(base, method, target, work / method, resume=True)
+        extend_stage(base=base, method=method, target=target, out=work / method, resume=True)
     window = target // 8
-    data_stage(base, work / "data", target, window, midtrain_steps, 0, resume=True)
-    midtrain_stage(work / "longrope2", work / "longrope2_midtrained", target, midtrain_steps, 0, True, work / "data")
-    stage("export-serving", work / "serving", True,
-          lambda: export_for_serving(work / "longrope2", work / "serving", overwrite=True))
+    data_stage(base=base, out=work / "data", target=target, window=window, steps=midtrain_steps, seed=0, resume=True)
+    midtrain_stage(model=work / "longrope2", out=work / "longrope2_midtrained", target=target, steps=midtrain_steps,
+                   seed=0, resume=True, data=work / "data")
+    stage("export-serving", work / "serving", resume=True,
+          run=lambda: export_for_serving(work / "longrope2", work / "serving", overwrite=True))
     return {"base": base, **{m: work / m for m in METHODS}, "serving": work / "serving"}
 
 

@@ -22,8 +22,16 @@ in ``transformers.modeling_rope_utils`` (linear / dynamic / yarn), which the tes
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .modeling.rope import RopeGeometry
+from .modeling.rope import default_long_mscale as longrope_mscale
+from .utils.arguments import check_token_count
+from .utils.loading import check_factor_values, model_source, read_json
 
 __all__ = [
     "critical_dimension",
@@ -40,6 +48,7 @@ __all__ = [
     "baseline_factors",
     "baseline",
     "is_monotone",
+    "read_factors_file",
 ]
 
 #: The classic baselines, each with its own factor vector and attention factor ([`baseline`]).
@@ -165,16 +174,6 @@ def yarn_attention_factor(scale: float) -> float:
     return 1.0 if scale <= 1 else 0.1 * math.log(scale) + 1.0
 
 
-def longrope_mscale(scale: float, original_max_position_embeddings: int) -> float:
-    """LongRoPE ("su") attention scale ``sqrt(1 + ln(s) / ln(L_orig))`` (1.0 for ``s <= 1``).
-
-    The default ``long_mscale`` of the ``longrope2`` rope type: 1.1435 for 8k -> 128k.
-    """
-    if scale <= 1:
-        return 1.0
-    return math.sqrt(1 + math.log(scale) / math.log(original_max_position_embeddings))
-
-
 def attention_factor(method: str, scale: float, original_max_position_embeddings: int) -> float:
     """The cos/sin scale that belongs to `method` in the long window (``long_mscale`` of the extended model).
 
@@ -247,3 +246,80 @@ def longrope2(rotary_dim: int, critical_dim: int, tail: Sequence[float]) -> list
 def is_monotone(values: Sequence[float], start: int = 0) -> bool:
     """True when ``values[start:]`` is non-decreasing."""
     return all(a <= b for a, b in zip(values[start:], values[start + 1 :], strict=False))
+
+
+#: The keys of a factors file that [`~hf_longrope2.extend`] takes.
+FACTORS_FILE_KEYS = ("long_factor", "critical_dim", "long_mscale")
+
+
+def read_factors_file(path: str | Path, what: str = "--factors-file") -> dict:
+    """The factors in a JSON file: a factors file (``hf-longrope2 factors``) or a ``search_log.json`` (its ``best``).
+
+    Returns:
+        `dict`: ``long_factor`` and, when the file has them, ``critical_dim`` and ``long_mscale``: keyword
+        arguments of [`~hf_longrope2.extend`].
+
+    Raises:
+        ValueError: naming `what` and `path`: not JSON, no ``long_factor``, or a non-finite or non-positive value.
+    """
+    data = read_json(path, what)
+    if isinstance(data, dict) and isinstance(data.get("best"), dict):  # a search_log.json
+        data = data["best"]
+    if not isinstance(data, dict) or "long_factor" not in data:
+        found = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f"{what} {path} has no 'long_factor' key (nor best.long_factor; found: {found})")
+    check_factor_values(data, f"{what} {path}")
+    return {k: data[k] for k in FACTORS_FILE_KEYS if data.get(k) is not None}
+
+
+@dataclass
+class FactorsArguments:
+    method: str = field(default="yarn", metadata={"help": f"Baseline factor vector: one of {METHODS}"})
+    target_length: int = field(default=0, metadata={"help": "Target context length in tokens (required)"})
+    model: str | None = field(
+        default=None, metadata={"help": "Model folder or Hub id to read head_dim, rope_theta and window from"}
+    )
+    rotary_dim: int | None = field(default=None, metadata={"help": "Rotary dimension (instead of --model)"})
+    rope_theta: float | None = field(default=None, metadata={"help": "RoPE base (instead of --model)"})
+    original_length: int | None = field(default=None, metadata={"help": "Pre-training window (instead of --model)"})
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"--method must be one of {METHODS}, got {self.method!r}")
+        check_token_count("--target-length", self.target_length)
+        if self.rope_theta is not None and not (math.isfinite(self.rope_theta) and self.rope_theta > 1):
+            raise ValueError(f"--rope-theta must be a finite number > 1, got {self.rope_theta}")
+        if self.rotary_dim is not None and (self.rotary_dim < 2 or self.rotary_dim % 2):
+            raise ValueError(f"--rotary-dim must be an even number >= 2, got {self.rotary_dim}")
+        check_token_count("--original-length", self.original_length)
+
+
+def _rope_geometry(args: FactorsArguments) -> tuple[int, float, int]:
+    if args.model is not None:
+        from transformers import AutoConfig  # only when a model is named: the factor math needs no transformers
+
+        config = AutoConfig.from_pretrained(model_source(args.model, weights=False))
+        geometry = RopeGeometry.from_config(config)
+        return geometry.rotary_dim, geometry.rope_theta, geometry.original_window
+    missing = [n for n in ("rotary_dim", "rope_theta", "original_length") if getattr(args, n) is None]
+    if missing:
+        raise ValueError(f"pass --model, or all of --rotary-dim --rope-theta --original-length (missing: {missing})")
+    return args.rotary_dim, args.rope_theta, args.original_length
+
+
+def print_factors(args: FactorsArguments) -> None:
+    """``hf-longrope2 factors``: the baseline factor vector and the critical dimensions as JSON."""
+    dim, theta, original = _rope_geometry(args)
+    if args.target_length <= original:
+        raise ValueError(f"--target-length ({args.target_length}) must exceed the original window ({original})")
+    out = {
+        "method": args.method,
+        "rotary_dim": dim,
+        "rope_theta": theta,
+        "original_max_position_embeddings": original,
+        "max_position_embeddings": args.target_length,
+        "critical_dim": critical_dimension(dim, theta, original),
+        "ten_period_dim": ten_period_dimension(dim, theta, original),
+        **baseline(args.method, dim, theta, original, args.target_length),
+    }
+    print(json.dumps(out, indent=2, allow_nan=False))

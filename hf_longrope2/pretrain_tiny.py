@@ -7,7 +7,7 @@ python recipes/pretrain_tiny.py --output-dir /tmp/t --max-steps 10      # smoke 
 ```
 
 Corpus, tokenizer and training rows: see [`hf_longrope2.tiny.pretraining`]; the recipe's parser is
-[`hf_longrope2.cli.pretrain_tiny`]. After training, the quality gate measures
+[`hf_longrope2.cli.VERBS`] (``pretrain-tiny``). After training, the quality gate measures
 needle retrieval (the evaluation's NIAH grid, greedy exact match) inside the native window and at 4x and 8x
 without any extension, and writes it into the model card and ``pretrain_log.json``. Training state is saved
 every ``--save-every`` steps to ``OUTPUT_DIR.pretrain-state/``; the model folder is written at once at the end.
@@ -15,8 +15,8 @@ every ``--save-every`` steps to ``OUTPUT_DIR.pretrain-state/``; the model folder
 
 from __future__ import annotations
 
+import json
 import math
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,8 +39,9 @@ from .tiny.pretraining import (
     weighted_lm_loss,
 )
 from .utils.arguments import flag_name, require_fields
-from .utils.atomic import atomic_path, check_output_dir, save_atomically, write_json_atomically
+from .utils.atomic import atomic_path, write_json_atomically
 from .utils.environment import versions
+from .utils.run_folder import RunFolder
 
 
 @dataclass
@@ -169,13 +170,8 @@ def n_over(length: str, window: int) -> str:
 def run(config: PretrainConfig) -> dict:
     """Pretrain the tiny base as `config` says and write it to ``config.output_dir``; returns the quality gate's
     accuracy, the final loss and the training time (what the recipe prints)."""
-    args = config
-    check_output_dir(args.output_dir, args.overwrite)
-    state_dir = Path(args.output_dir).with_name(Path(args.output_dir).name + ".pretrain-state")
-    if args.resume and not (state_dir / "state.pt").exists():
-        raise FileNotFoundError(f"--resume: no training state at {state_dir}")
-    if not args.resume and state_dir.exists():
-        raise FileExistsError(f"an earlier run left its state in {state_dir}; pass --resume or delete it")
+    args, folder = config, RunFolder(config.output_dir, "pretrain")
+    folder.begin(overwrite=args.overwrite, resume=args.resume)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     texts = [t for source in args.corpus for t in load_texts(source)]
@@ -194,7 +190,7 @@ def run(config: PretrainConfig) -> dict:
     )
     step, losses, answer_losses, elapsed_before = 0, [], [], 0.0
     if args.resume:
-        state = torch.load(state_dir / "state.pt", weights_only=False)
+        state = torch.load(folder.state_file, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         step, losses, answer_losses = state["step"], state["losses"], state["answer_losses"]
@@ -221,8 +217,8 @@ def run(config: PretrainConfig) -> dict:
         bar.set_postfix(loss=f"{sum(losses[-20:]) / len(losses[-20:]):.3f}",
                         answer=f"{sum(recent) / max(1, len(recent)):.3f}")
         if step % args.save_every == 0 and step < args.max_steps:
-            state_dir.mkdir(parents=True, exist_ok=True)
-            with atomic_path(state_dir / "state.pt") as tmp:
+            folder.state_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(folder.state_file) as tmp:
                 elapsed = elapsed_before + time.perf_counter() - train_started
                 torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                             "losses": losses, "answer_losses": answer_losses, "elapsed": elapsed}, tmp)
@@ -254,6 +250,10 @@ def run(config: PretrainConfig) -> dict:
         write_json_atomically(tmp / "pretrain_log.json", log)
         (tmp / "README.md").write_text(card_text(args, log, num_params))
 
-    save_atomically(args.output_dir, write, overwrite=args.overwrite)
-    shutil.rmtree(state_dir, ignore_errors=True)
+    folder.publish(write, overwrite=args.overwrite)
     return {"accuracy": gate["accuracy"], "final_loss": log["final_loss"], "train_time_s": log["train_time_s"]}
+
+
+def pretrain(config: PretrainConfig) -> None:
+    """``recipes/pretrain_tiny.py``: [`run`], then its summary as one JSON line."""
+    print(json.dumps(run(config)))

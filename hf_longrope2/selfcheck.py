@@ -142,3 +142,9 @@ def run(config: CheckConfig) -> dict:
         }
         write_json_atomically(out / "check.json", report, indent=2)
     return results
+
+
+def check(config: CheckConfig) -> int:
+    """``hf-longrope2 check``: [`run`], with exit status 1 when any architecture failed a check."""
+    results = run(config)
+    return 0 if all(r["ok"] for r in results.values()) else 1

@@ -8,12 +8,23 @@ python recipes/pretrain_tiny.py --help                                  # every 
 ```
 
 The training, the quality gate and the model card are [`hf_longrope2.pretrain_tiny`]; the parser is
-[`hf_longrope2.cli.pretrain_tiny`].
+[`hf_longrope2.cli.VERBS`]'s ``pretrain-tiny`` entry.
 """
 
 import sys
 
-from hf_longrope2.cli.pretrain_tiny import main, make_parser  # noqa: F401  (make_parser: --help for the tests)
+from hf_longrope2 import cli
+
+
+def make_parser():
+    """The parser behind ``--help`` (the tests read it)."""
+    return cli.make_parser("pretrain-tiny")
+
+
+def main(argv: list[str]) -> int:
+    """Parse `argv` and pretrain; errors propagate with their traceback (a recipe, not the command line)."""
+    return cli.run_verb("pretrain-tiny", argv)
+
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

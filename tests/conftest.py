@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hf_longrope2.cli.search import main as search
+from hf_longrope2.cli import run_verb
 from hf_longrope2.modeling import SUPPORTED_MODEL_TYPES
 from hf_longrope2.tiny.models import save_tiny_model
 
@@ -35,7 +35,7 @@ def run_tiny_search(root: Path, name: str, model: Path, monkeypatch: pytest.Monk
     for i in range(6):
         (root / "text" / f"book{i}.txt").write_text(f"Book {i}. " + SAMPLE_TEXT * (30 + 5 * i))
     monkeypatch.setenv("HF_LONGROPE2_CACHE", str(root / "cache"))
-    search(["--model", str(model), "--dataset", str(root / "text"), "--output_dir", str(root / name),
+    run_verb("search", ["--model", str(model), "--dataset", str(root / "text"), "--output_dir", str(root / name),
             "--target-length", "512", "--population", "8", "--iterations", "2", "--num-samples", "2"])
     return root / name
 

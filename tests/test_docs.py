@@ -4,7 +4,7 @@
 Command lines are the ``hf-longrope2 ...`` lines of fenced code blocks (also after ``&&``), and the
 ``accelerate launch`` / ``python`` lines that run ``recipes/{search,midtrain,evaluate}.py``; a trailing
 ``# comment`` is dropped and ``\\`` continues a line. Parsing builds and validates the verb's configs
-(``hf_longrope2.cli.<verb>.parse_args``) without running anything. Prose mentions of a verb in inline code
+(``hf_longrope2.cli.parse_args(verb, argv)``) without running anything. Prose mentions of a verb in inline code
 (``hf-longrope2 extend``) are names, not command lines, and are not checked.
 """
 
@@ -69,15 +69,15 @@ def test_the_pages_show_commands_of_every_stage():
 @pytest.mark.parametrize("page, verb, argv", commands(), ids=lambda x: x if isinstance(x, str) else " ".join(x))
 def test_every_shown_command_parses(page, verb, argv, monkeypatch):
     monkeypatch.chdir(ROOT)  # recipe paths are relative to the repository
-    assert verb in cli.COMMANDS, f"{page}: unknown verb {verb!r}"
+    assert verb in cli.VERBS, f"{page}: unknown verb {verb!r}"
     if verb == "midtrain" and any("llama3-8b" in a for a in argv):
         argv = [*argv, *CPU_OVERRIDES]
-    assert cli.verb(verb).parse_args(argv) is not None
+    assert cli.parse_args(verb, argv) is not None
 
 
-@pytest.mark.parametrize("verb", list(cli.COMMANDS))
+@pytest.mark.parametrize("verb", list(cli.VERBS))
 def test_help_links_its_docs_page(verb):
-    text = cli.verb(verb).make_parser().format_help()
+    text = cli.make_parser(verb).format_help()
     page = re.search(r"docs/([\w-]+)\.md", text)
     assert page and (ROOT / "docs" / f"{page.group(1)}.md").is_file(), text[-300:]
     assert f"docs/{page.group(1)}.md" in (ROOT / "README.md").read_text()

@@ -25,6 +25,7 @@ LAYERS = [
     {"data", "publish"},
     {"tiny"},
     {"search", "midtrain", "evaluation"},
+    {"pipeline"},
     {"demo", "selfcheck", "pretrain_tiny"},
     {"cli"},
 ]

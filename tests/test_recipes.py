@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -25,8 +26,8 @@ def _parse(path: Path) -> list:
 
     verb = {"search.yaml": "search", "evaluate.yaml": "eval", "midtrain.yaml": "midtrain"}[path.name]
     overrides = [x for key, value in CPU_OVERRIDES.items() for x in (f"--{key}", value)] if verb == "midtrain" else []
-    parsed = cli.verb(verb).parse_args(["--config", str(path), *overrides])
-    return list(parsed) if isinstance(parsed, tuple) else [parsed]
+    parsed = cli.parse_args(verb, ["--config", str(path), *overrides])
+    return [getattr(parsed, f.name) for f in fields(parsed)] if hasattr(parsed, "CLASSES") else [parsed]
 
 
 @pytest.mark.parametrize("path", _yamls(), ids=lambda p: f"{p.parent.name}/{p.name}")

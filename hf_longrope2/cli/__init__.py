@@ -1,4 +1,4 @@
-"""The ``hf-longrope2`` command line: one verb per pipeline stage, one module per verb.
+"""The ``hf-longrope2`` command line: one table of verbs, one parser, one error path.
 
 ```
 hf-longrope2 env                                   # versions and supported architectures
@@ -10,13 +10,11 @@ hf-longrope2 midtrain --config recipes/tiny/midtrain.yaml                 # mixe
 hf-longrope2 check                                 # end-to-end self-check on tiny random models
 ```
 
-[`COMMANDS`] maps each verb to its module here (``hf_longrope2.cli.<module>``), which has ``make_parser()``,
-``parse_args(argv)`` (the verb's configs, validated, nothing run) and ``main(argv)``. Every verb parses
-dataclasses with [`hf_longrope2.utils.arguments.parse_dataclasses`] (``--help`` shows every field's help
-string) and accepts ``--config x.yaml`` for defaults that flags override. Verb modules are imported only when
-their verb runs, so ``hf-longrope2 env`` does not pay for TRL or datasets. Nothing in the package imports this
-package; recipes/*.py call [`main`] (and ``recipes/pretrain_tiny.py``, a recipe but no verb, its own
-``pretrain_tiny.main``).
+[`VERBS`] maps each verb to a [`Verb`]: its config dataclass, the function that runs it (and prints what it did),
+its docs page and one line of help. [`make_parser`], [`parse_args`] and [`main`] serve every verb: flags come from
+the dataclass fields (``--help`` shows every field's help string) and ``--config x.yaml`` gives defaults that flags
+override. Config classes and run functions are imported only when their verb runs, so ``hf-longrope2 env`` does not
+pay for TRL or datasets. Nothing in the package imports this package; recipes/*.py call [`main`].
 """
 
 from __future__ import annotations
@@ -27,44 +25,122 @@ import shlex
 import signal
 import sys
 import threading
-from collections.abc import Sequence
-from pathlib import Path
-from types import ModuleType
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import yaml
 
-from ..utils.arguments import read_yaml, split_config
+from ..utils.arguments import Parser, parse_dataclasses, read_yaml, split_config
+from ..utils.arguments import make_parser as make_dataclass_parser
+from ..utils.run_folder import RunFolder
 
-#: verb -> (module under hf_longrope2.cli, one line of help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "env": ("env", "print versions and the supported architectures"),
-    "factors": ("factors", "print a PI / NTK / YaRN factor vector and the critical dimensions"),
-    "extend": ("extend", "extend a model with a factor vector and save a loadable folder"),
-    "export-serving": ("export_serving", "export a longrope2 folder in the built-in 'longrope' format (vLLM)"),
-    "export-gguf": ("export_gguf", "write a longrope2 Llama as a GGUF file llama.cpp runs at the extended length"),
-    "search": ("search", "needle-driven evolutionary search of LongRoPE2 factors -> an extended model folder"),
-    "midtrain": ("midtrain", "mixed-context-window midtraining (Trainer / TRL SFTTrainer) -> an extended model"),
-    "eval": ("evaluate", "needle-in-a-haystack grid, perplexity vs length, short-window retention -> report + PNGs"),
-    "push": ("push", "validate an extended model folder and upload it to the Hub (--dry-run lists the files)"),
-    "convert-gguf": ("convert_gguf", "turn a local GGUF file into a regular HF folder (safetensors, tokenizer)"),
-    "demo": ("demo", "the whole method on the embedded tiny base (search, midtrain, eval) on a CPU in minutes"),
-    "check": ("check", "end-to-end self-check of the rope type on tiny random models of every architecture"),
+
+def _load(path: str) -> Any:
+    module, name = path.split(":")
+    return getattr(importlib.import_module(f"hf_longrope2.{module}"), name)
+
+
+@dataclass(frozen=True)
+class Verb:
+    """One ``hf-longrope2`` verb; `config_cls` and `run` are ``"module:name"`` under ``hf_longrope2``, imported on use.
+
+    `run` takes the parsed config and returns an exit status (an `int`) or anything else for 0. `argv` rewrites the
+    arguments before parsing (positionals, repeated flags); `stage` names its [`RunFolder`] for the resume hint.
+    """
+
+    config_cls: str
+    run: str
+    doc: str
+    help: str
+    argv: str | None = None
+    stage: str | None = None
+    prog: str | None = None
+    listed: bool = True
+
+    def load_config_cls(self) -> type:
+        return _load(self.config_cls)
+
+    def load_run(self) -> Callable[[Any], Any]:
+        return _load(self.run)
+
+
+VERBS: dict[str, Verb] = {
+    "env": Verb("utils.environment:EnvArguments", "utils.environment:print_environment", "extension",
+                "print versions and the supported architectures"),
+    "factors": Verb("factors:FactorsArguments", "factors:print_factors", "extension",
+                    "print a PI / NTK / YaRN factor vector and the critical dimensions"),
+    "extend": Verb("extension:ExtendArguments", "extension:run_extend", "extension",
+                   "extend a model with a factor vector and save a loadable folder"),
+    "export-serving": Verb("extension:ExportServingArguments", "extension:run_export_serving", "serving",
+                           "export a longrope2 folder in the built-in 'longrope' format (vLLM)"),
+    "export-gguf": Verb("publish.gguf_export:ExportGGUFArguments", "publish.gguf_export:run_export_gguf", "gguf",
+                        "write a longrope2 Llama as a GGUF file llama.cpp runs at the extended length"),
+    "search": Verb("search:SearchConfig", "search:run", "search",
+                   "needle-driven evolutionary search of LongRoPE2 factors -> an extended model folder",
+                   stage="search"),
+    "midtrain": Verb("midtrain:MidtrainConfig", "midtrain:run", "midtraining",
+                     "mixed-context-window midtraining (Trainer / TRL SFTTrainer) -> an extended model",
+                     stage="midtrain"),
+    "eval": Verb("evaluation:EvalConfig", "evaluation:run", "evaluation",
+                 "needle-in-a-haystack grid, perplexity vs length, short-window retention -> report + PNGs",
+                 argv="evaluation.config:merge_model_flags", stage="eval"),
+    "push": Verb("publish.hub:PushArguments", "publish.hub:run_push", "publishing",
+                 "validate an extended model folder and upload it to the Hub (--dry-run lists the files)"),
+    "convert-gguf": Verb("publish.gguf_convert:ConvertGGUFArguments", "publish.gguf_convert:run_convert_gguf",
+                         "gguf", "turn a local GGUF file into a regular HF folder (safetensors, tokenizer)",
+                         argv="publish.gguf_convert:positionals_as_flags"),
+    "demo": Verb("demo:DemoConfig", "demo:run", "demo",
+                 "the whole method on the embedded tiny base (search, midtrain, eval) on a CPU in minutes"),
+    "check": Verb("selfcheck:CheckConfig", "selfcheck:check", "demo",
+                  "end-to-end self-check of the rope type on tiny random models of every architecture"),
+    # a recipe (recipes/pretrain_tiny.py), not a listed verb
+    "pretrain-tiny": Verb("pretrain_tiny:PretrainConfig", "pretrain_tiny:pretrain", "demo",
+                          "pretrain the embedded tiny base model on an offline corpus",
+                          prog="recipes/pretrain_tiny.py", listed=False),
 }
 
 
-def verb(name: str) -> ModuleType:
-    """The module of verb `name` (imported on first use: start-up stays fast for the light verbs)."""
-    return importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
+def epilog(page: str) -> str:
+    """The ``--help`` epilog of a verb: where its documentation page is."""
+    return f"Documentation: docs/{page}.md in the hf-longrope2 repository (README.md links every page)."
+
+
+def make_parser(name: str) -> Parser:
+    """The parser of verb `name`: its config's fields as flags plus ``--config YAML`` (TRL's parser for midtrain)."""
+    verb = VERBS[name]
+    config_cls = verb.load_config_cls()
+    if hasattr(config_cls, "argument_parser"):  # several dataclasses parsed by TRL's parser (midtrain)
+        return config_cls.argument_parser(epilog(verb.doc))
+    return make_dataclass_parser((config_cls,), verb.prog or f"hf-longrope2 {name}", verb.help[:1].upper()
+                                 + verb.help[1:] + ".", epilog(verb.doc))
+
+
+def parse_args(name: str, argv: Sequence[str]) -> Any:
+    """The validated config of verb `name` from `argv` (flags and ``--config x.yaml``); nothing runs."""
+    verb = VERBS[name]
+    config_cls = verb.load_config_cls()
+    argv = _load(verb.argv)(argv) if verb.argv else list(argv)
+    classes = getattr(config_cls, "CLASSES", (config_cls,))
+    parsed = parse_dataclasses(classes, argv, parser=make_parser(name))
+    return config_cls(*parsed) if len(classes) > 1 else parsed[0]
+
+
+def run_verb(name: str, argv: Sequence[str]) -> int:
+    """Parse and run verb `name`; errors propagate (see [`run_command`] for the command line's handling)."""
+    result = VERBS[name].load_run()(parse_args(name, argv))
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
 def _usage() -> str:
-    width = max(map(len, COMMANDS))
+    listed = {name: verb for name, verb in VERBS.items() if verb.listed}
+    width = max(map(len, listed))
     lines = [
         "usage: hf-longrope2 [--debug] <command> [options]   (hf-longrope2 <command> --help for its options)",
         "",
         "commands:",
     ]
-    lines += [f"  {name.ljust(width)}  {text}" for name, (_, text) in COMMANDS.items()]
+    lines += [f"  {name.ljust(width)}  {verb.help}" for name, verb in listed.items()]
     return "\n".join(lines)
 
 
@@ -95,23 +171,16 @@ def _flag_value(argv: Sequence[str], name: str) -> str | None:
 
 def interrupted_hint(name: str, argv: Sequence[str]) -> str:
     """What an interrupted `name` run kept, and the command that continues it."""
-    again = "hf-longrope2 " + " ".join(shlex.quote(a) for a in [name, *argv] if a != "--overwrite")
     out = _flag_value(argv, "output_dir")
-    if name in ("search", "eval") and out:
-        state = Path(f"{os.path.normpath(out)}.{'search' if name == 'search' else 'eval'}-state")
-        if state.exists():
-            resume = "" if "--resume" in argv else " --resume"
-            return f"its state in {state} is kept; continue with: {again}{resume}"
     if name == "demo":
+        again = "hf-longrope2 " + " ".join(shlex.quote(a) for a in [name, *argv] if a != "--overwrite")
         resume = "" if "--resume" in argv else " --resume"
         return f"finished stages in {out or 'longrope2-demo'} are kept; continue with: {again}{resume}"
+    stage = VERBS[name].stage if name in VERBS else None
+    hint = RunFolder(out, stage).resume_hint([name, *argv]) if stage and out else None
+    if hint:
+        return hint
     if name == "midtrain" and out:
-        from ..midtrain.runner import checkpoints_dir  # imports TRL: only once a midtraining was interrupted
-
-        work = checkpoints_dir(out)
-        if work.is_dir() and any(p.name.startswith("checkpoint-") for p in work.iterdir()):
-            resume = "" if "--resume_from_checkpoint" in argv else " --resume_from_checkpoint true"
-            return f"checkpoints in {work} are kept; continue with: {again}{resume}"
         return f"no checkpoint had been saved (see save_steps) and {out} was not written"
     return "nothing was written (outputs appear only once complete)"
 
@@ -131,7 +200,7 @@ def run_command(name: str, argv: Sequence[str], debug: bool = False) -> int:
     """Run verb `name`: expected failures exit 2 with one line, Ctrl-C 130 with what was kept (`debug`: raise)."""
     debug = debug or os.environ.get(DEBUG_ENV, "").lower() in ("1", "true", "yes")
     try:
-        return verb(name).main(argv)
+        return run_verb(name, argv)
     except KeyboardInterrupt:
         if debug:
             raise
@@ -155,15 +224,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_usage())
         return 0 if argv else 2
     name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(f"hf-longrope2: unknown command {name!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
+    if name not in VERBS or not VERBS[name].listed:
+        listed = [n for n, v in VERBS.items() if v.listed]
+        print(f"hf-longrope2: unknown command {name!r}; choose one of: {', '.join(listed)}", file=sys.stderr)
         return 2
     sigterm_as_ctrl_c()
     return run_command(name, rest, debug)
-
-
-
-
-def epilog(page: str) -> str:
-    """The ``--help`` epilog of a verb: where its documentation page is."""
-    return f"Documentation: docs/{page}.md in the hf-longrope2 repository (README.md links every page)."

@@ -35,7 +35,7 @@ import yaml
 from ..utils.environment import cache_dir
 from .needles import tokenizer_fingerprint
 from .packing_plan import DroppedDocument
-from .texts import _local_files, _local_path, describe, load_texts, source_fingerprint
+from .texts import describe, load_texts, local_files, local_path, source_fingerprint
 
 TOKENIZED_COLUMN = "input_ids"
 TOKENIZED_BUILDERS = {".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -106,7 +106,7 @@ class SourceSpec:
         self.weight = float(w)
 
 
-def _check_unique(specs: Sequence[SourceSpec]) -> None:
+def check_unique_names(specs: Sequence[SourceSpec]) -> None:
     repeated = sorted(name for name, count in Counter(s.name for s in specs).items() if count > 1)
     if repeated:
         raise ValueError(f"source names must be unique, {repeated} repeat; give repeated datasets distinct `name`s")
@@ -139,7 +139,7 @@ def mixture_from_yaml(value: str | os.PathLike | Sequence[Mapping[str, Any]] | M
             problem = f"unknown key(s) {unknown}" if unknown else "no 'dataset' key"
             raise ValueError(f"mixture entry {i} has {problem}; accepted keys: {accepted}")
         specs.append(SourceSpec(**entry))
-    _check_unique(specs)
+    check_unique_names(specs)
     return specs
 
 
@@ -212,12 +212,12 @@ def _text_dataset(spec: SourceSpec, cache: Path) -> Any | None:
     import datasets  # start-up: datasets takes ~1 s to import; only tokenised sources need it
     import pyarrow.compute as pc  # start-up: loaded with datasets, only for tokenised sources
 
-    path = None if spec.dataset.startswith("builtin:") else _local_path(spec.dataset)
+    path = None if spec.dataset.startswith("builtin:") else local_path(spec.dataset)
     _check_data_dir(spec, path is not None)
     if spec.dataset.startswith("builtin:"):
         return None
     if path is not None:
-        files = [p for _, p in _local_files(path)]
+        files = [p for _, p in local_files(path)]
         builders = {TEXT_BUILDERS.get(p.suffix.lower()) for p in files}
         if len(builders) != 1 or None in builders:
             return None  # .txt / .md / .json files, or a mix of types: read by load_texts
@@ -247,7 +247,7 @@ def _text_dataset(spec: SourceSpec, cache: Path) -> Any | None:
     return ds if len(rows) == len(ds) else ds.select(rows)
 
 
-def _source_key(tokenizer: Any, spec: SourceSpec, eos: int | None) -> str:
+def source_cache_key(tokenizer: Any, spec: SourceSpec, eos: int | None) -> str:
     """Cache key of the tokenised documents of `spec` (weights, names and length filters do not change them)."""
     column = TOKENIZED_COLUMN if spec.tokenized else spec.text_column
     settings = {
@@ -274,7 +274,7 @@ def tokenize_source(tokenizer: Any, spec: SourceSpec, *, num_proc: int = 1, appe
 
     eos = tokenizer.eos_token_id if append_eos else None
     column = TOKENIZED_COLUMN if spec.tokenized else spec.text_column
-    key = _source_key(tokenizer, spec, eos)
+    key = source_cache_key(tokenizer, spec, eos)
     cache = cache_dir() / "packing"
     cache.mkdir(parents=True, exist_ok=True)
     procs = num_proc if num_proc > 1 else None
@@ -317,13 +317,13 @@ def check_token_ids(dataset: Any, spec: SourceSpec, vocab_size: int) -> None:
         return
     bad = low if low < 0 else high
     position = pc.index(flat, bad).as_py()
-    document = int(np.searchsorted(np.cumsum(_document_lengths(dataset)), position, side="right"))
+    document = int(np.searchsorted(np.cumsum(document_lengths(dataset)), position, side="right"))
     raise ValueError(f"pre-tokenised source {spec.name!r} ({spec.dataset}) holds token id {bad} (document "
                      f"{document}), outside the model's vocabulary of {vocab_size} ids (0 .. {vocab_size - 1}): "
                      "tokenise it with this model's tokenizer")
 
 
-def _document_lengths(dataset: Any) -> np.ndarray:
+def document_lengths(dataset: Any) -> np.ndarray:
     """Tokens per document of a tokenised source, from its Arrow list offsets (token ids are not read)."""
     import pyarrow.compute as pc  # start-up: loaded with datasets, only for tokenised sources
 
@@ -332,7 +332,7 @@ def _document_lengths(dataset: Any) -> np.ndarray:
     return np.asarray(lengths, dtype=np.int64)
 
 
-def _filter_lengths(spec: SourceSpec, lengths: np.ndarray, max_document_tokens: int | None
+def filter_lengths(spec: SourceSpec, lengths: np.ndarray, max_document_tokens: int | None
                     ) -> tuple[np.ndarray, np.ndarray, list[DroppedDocument]]:
     """Indices and (truncated) lengths of the documents of `spec` kept for mixing, and the drops, by index."""
     m = spec.min_document_tokens

@@ -50,15 +50,16 @@ import numpy as np
 
 from ..losses import IGNORE_INDEX
 from ..utils.environment import cache_dir
+from . import packing_plan as planner
 from .mixture import (
     CACHE_VERSION,
     TOKENIZED_COLUMN,
     SourceSpec,
-    _check_unique,
-    _document_lengths,
-    _filter_lengths,
-    _source_key,
     check_token_ids,
+    check_unique_names,
+    document_lengths,
+    filter_lengths,
+    source_cache_key,
     tokenize_source,
 )
 from .packing_plan import (
@@ -68,11 +69,9 @@ from .packing_plan import (
     DroppedDocument,
     PackingPlan,
     PackingReport,
-    _check_settings,
-    _mix,
-    _mixture_drops,
-    _padding,
-    _plan,
+    check_settings,
+    mixture_drops,
+    padding_lengths,
 )
 
 __all__ = [
@@ -124,7 +123,7 @@ def _row_arrays(chunks: Sequence[np.ndarray], length: int, window: int, pad: int
     """input_ids, labels, position_ids and seq_lengths of a row holding `chunks`, then padding."""
     seq = [len(c) for c in chunks]
     real = sum(seq)
-    seq += _padding(real, length, window)
+    seq += padding_lengths(real, length, window)
     ids = np.full(length, pad, dtype=np.int64)
     if chunks:
         ids[:real] = np.concatenate(chunks)
@@ -274,13 +273,13 @@ def pack_mixed_windows(
         `(rows, report)`: short rows, then full long rows, then packed long rows. [`plan_mixed_windows`] makes the
         same rows from lengths alone; [`build_mixed_dataset`] writes them to disk.
     """
-    _check_settings(original_window, target_length, max_document_tokens, short_fraction)
+    check_settings(original_window, target_length, max_document_tokens, short_fraction)
     docs = _as_documents(documents)
     ids: dict[str, int] = {}
     source = np.fromiter((ids.setdefault(d.source, len(ids)) for d in docs), np.int32, len(docs))
     index = np.fromiter((d.index for d in docs), np.int64, len(docs))
     length = np.fromiter((len(d.token_ids) for d in docs), np.int64, len(docs))
-    plan, report, items = _plan(list(ids), source, index, length, original_window=original_window,
+    plan, report, items = planner.plan(list(ids), source, index, length, original_window=original_window,
                                 target_length=target_length, max_document_tokens=max_document_tokens,
                                 short_fraction=short_fraction, seed=seed, dropped=dropped)
     item_of = items.tolist()
@@ -341,8 +340,8 @@ def build_mixed_dataset(
     sources = list(sources)
     if not sources or not all(isinstance(s, SourceSpec) for s in sources):
         raise ValueError(f"sources must be a non-empty list of SourceSpec, got {sources!r}")
-    _check_unique(sources)
-    _check_settings(original_window, target_length, max_document_tokens, short_fraction)
+    check_unique_names(sources)
+    check_settings(original_window, target_length, max_document_tokens, short_fraction)
     pad = next((p for p in (pad_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id) if p is not None), None)
     if pad is None:
         raise ValueError("the tokenizer has neither a pad nor an EOS token; pass pad_token_id")
@@ -352,25 +351,25 @@ def build_mixed_dataset(
         if spec.tokenized and vocab_size is not None:
             check_token_ids(ds, spec, vocab_size)
         tokenized[spec.name] = ds
-        keys[spec.name] = _source_key(tokenizer, spec, tokenizer.eos_token_id if append_eos else None)
-        n = _document_lengths(ds)
+        keys[spec.name] = source_cache_key(tokenizer, spec, tokenizer.eos_token_id if append_eos else None)
+        n = document_lengths(ds)
         logger.info("source %s: %d documents, %d tokens", spec.name, len(n), int(n.sum()))
         # filtered and truncated before mixing: the weights count the tokens used
-        indices[spec.name], lengths[spec.name], cut = _filter_lengths(spec, n, max_document_tokens)
+        indices[spec.name], lengths[spec.name], cut = filter_lengths(spec, n, max_document_tokens)
         drops += cut
         if spec.min_document_tokens is not None and not lengths[spec.name].any():
             raise ValueError(f"source {spec.name!r} has no document of at least min_document_tokens="
                              f"{spec.min_document_tokens} tokens")
-    kept, dropped = _mix(lengths, {s.name: s.weight for s in sources}, seed)
+    kept, dropped = planner.mix(lengths, {s.name: s.weight for s in sources}, seed)
     names = sorted(lengths)
     for name in names:
-        drops += _mixture_drops(name, indices[name][dropped[name]], lengths[name][dropped[name]])
+        drops += mixture_drops(name, indices[name][dropped[name]], lengths[name][dropped[name]])
         kept[name] = np.sort(kept[name])
     source = np.repeat(np.arange(len(names), dtype=np.int32), [len(kept[n]) for n in names])
     index = np.concatenate([indices[n][kept[n]] for n in names])
     length = np.concatenate([lengths[n][kept[n]] for n in names])
     del lengths, indices
-    plan, report, _ = _plan(names, source, index, length, original_window=original_window,
+    plan, report, _ = planner.plan(names, source, index, length, original_window=original_window,
                             target_length=target_length, max_document_tokens=max_document_tokens,
                             short_fraction=short_fraction, seed=seed, dropped=drops)
     order = list(range(len(plan)))

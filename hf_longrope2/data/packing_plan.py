@@ -74,7 +74,7 @@ class PlanPiece(NamedTuple):
     length: int
 
 
-def _padding(real: int, length: int, window: int) -> list[int]:
+def padding_lengths(real: int, length: int, window: int) -> list[int]:
     """Padding segments after `real` tokens: pseudo-documents of `window` tokens, then the rest."""
     left = length - real
     return [window] * (left // window) + ([left % window] if left % window else [])
@@ -131,7 +131,7 @@ class PackingPlan:
     def seq_lengths(self, row: int) -> list[int]:
         """The row's segment lengths: its pieces, then its padding segments."""
         real = self.piece_length[self.row_offsets[row]:self.row_offsets[row + 1]].tolist()
-        return real + _padding(sum(real), self.target_length, self.original_window)
+        return real + padding_lengths(sum(real), self.target_length, self.original_window)
 
     def take(self, rows: Sequence[int] | np.ndarray) -> PackingPlan:
         """The plan of these rows, in this order."""
@@ -209,7 +209,7 @@ class PackingReport:
         return "\n".join(lines)
 
 
-def _check_settings(original_window: int, target_length: int, max_document_tokens: int | None,
+def check_settings(original_window: int, target_length: int, max_document_tokens: int | None,
                     short_fraction: float | None) -> None:
     if not isinstance(original_window, int) or original_window < 1:
         raise ValueError(f"original_window must be a positive integer, got {original_window!r}")
@@ -239,7 +239,7 @@ def _sum_by(keys: np.ndarray, values: np.ndarray, count: int) -> list[int]:
 # ---------------------------------------------------------------------------------------------------------- mixing
 
 
-def _mix(lengths: Mapping[str, np.ndarray], weights: Mapping[str, float], seed: int
+def mix(lengths: Mapping[str, np.ndarray], weights: Mapping[str, float], seed: int
          ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Positions kept and dropped per source, each in the seeded visiting order; see [`mix_lengths`]."""
     if set(lengths) != set(weights):
@@ -280,7 +280,7 @@ def _mix(lengths: Mapping[str, np.ndarray], weights: Mapping[str, float], seed: 
     return kept, dropped
 
 
-def _mixture_drops(name: str, index: np.ndarray, lengths: np.ndarray) -> list[DroppedDocument]:
+def mixture_drops(name: str, index: np.ndarray, lengths: np.ndarray) -> list[DroppedDocument]:
     return [DroppedDocument(name, i, n, n, "over the mixture weight", "mixture")
             for i, n in zip(index.tolist(), lengths.tolist(), strict=True)]
 
@@ -295,8 +295,8 @@ def mix_lengths(
     documents, in a seeded shuffled order, while they fit their budget.
     """
     arrays = {name: _lengths_array(n, f"lengths of source {name!r}") for name, n in lengths.items()}
-    kept, dropped = _mix(arrays, weights, seed)
-    drops = [d for name in sorted(arrays) for d in _mixture_drops(name, dropped[name], arrays[name][dropped[name]])]
+    kept, dropped = mix(arrays, weights, seed)
+    drops = [d for name in sorted(arrays) for d in mixture_drops(name, dropped[name], arrays[name][dropped[name]])]
     return {name: np.sort(kept[name]) for name in arrays}, drops
 
 
@@ -313,9 +313,9 @@ def mix_sources(
         raise ValueError(f"weights name the sources {sorted(weights)} but the documents come from "
                          f"{sorted(per_source_docs)}")
     lengths = {name: np.fromiter((len(d) for d in docs), np.int64, len(docs)) for name, docs in per_source_docs.items()}
-    kept, dropped = _mix(lengths, weights, seed)
+    kept, dropped = mix(lengths, weights, seed)
     documents = [Document(name, i, per_source_docs[name][i]) for name in sorted(lengths) for i in kept[name].tolist()]
-    drops = [d for name in sorted(lengths) for d in _mixture_drops(name, dropped[name], lengths[name][dropped[name]])]
+    drops = [d for name in sorted(lengths) for d in mixture_drops(name, dropped[name], lengths[name][dropped[name]])]
     return documents, drops
 
 
@@ -386,16 +386,9 @@ def _balance(plan: PackingPlan, short_fraction: float, seed: int) -> tuple[np.nd
     return np.asarray([i for i in range(len(plan)) if i not in removed], dtype=np.int64), dropped
 
 
-def _plan(
-    names: Sequence[str], source: np.ndarray, index: np.ndarray, length: np.ndarray, *, original_window: int,
-    target_length: int, max_document_tokens: int | None, short_fraction: float | None, seed: int,
-    dropped: Sequence[DroppedDocument],
-) -> tuple[PackingPlan, PackingReport, np.ndarray]:
-    """The plan and report for documents given as parallel arrays (`names` in first-appearance order), and the
-    input position of every piece."""
-    window, row = original_window, target_length
-    names, drops = tuple(names), list(dropped)
-    report = PackingReport(window, row, short_fraction_target=short_fraction)
+def _count_inputs(report: PackingReport, names: tuple[str, ...], source: np.ndarray, index: np.ndarray,
+                  length: np.ndarray, drops: list[DroppedDocument]) -> None:
+    """Tokens per source and documents in the input, counting documents the mixture already dropped."""
     present = np.bincount(source, minlength=len(names)) > 0 if len(source) else np.zeros(len(names), bool)
     for name, total, has in zip(names, _sum_by(source, length, len(names)), present.tolist(), strict=True):
         if has:
@@ -408,6 +401,24 @@ def _plan(
     report.input_tokens = sum(report.source_input_tokens.values())
     report.input_documents = len(np.unique(np.concatenate([source.astype(np.int64) * _KEY + index, drop_keys])))
 
+
+class _Trimmed(NamedTuple):
+    """Documents in (source name, index) order, cut to ``max_document_tokens``, with their long-row tails."""
+
+    order: np.ndarray  # input position of each document below
+    rank: np.ndarray  # source -> rank of its name
+    src: np.ndarray
+    idx: np.ndarray
+    kept: np.ndarray  # tokens kept
+    empty: np.ndarray
+    long: np.ndarray  # more than the original window: long rows
+    tail: np.ndarray  # tokens after the last full long row
+    tail_kept: np.ndarray  # a tail longer than the window: packed into long rows of its own
+
+
+def _trim(names: tuple[str, ...], source: np.ndarray, index: np.ndarray, length: np.ndarray, window: int, row: int,
+          max_document_tokens: int | None, drops: list[DroppedDocument]) -> _Trimmed:
+    """Order and cut the documents; note in `drops` the empty ones, the cut tokens and the tails too short to keep."""
     rank = np.empty(len(names), dtype=np.int64)
     rank[sorted(range(len(names)), key=names.__getitem__)] = np.arange(len(names))
     order = np.lexsort((index, rank[source]))  # documents by (source name, index)
@@ -428,17 +439,24 @@ def _plan(
         if tail_dropped[j]:
             reason = f"tail of {t} tokens <= original window ({window})"
             drops.append(DroppedDocument(names[s], i, k, t, reason, "tail"))
+    return _Trimmed(order, rank, src, idx, kept, empty, long, tail, tail_kept)
+
+
+def _pack(names: tuple[str, ...], d: _Trimmed, window: int, row: int) -> tuple[PackingPlan, np.ndarray]:
+    """Short documents best-fit-decreasing into rows, long ones as full rows plus their tails best-fit; the plan and
+    the input position of every piece."""
 
     def largest_first(selected: np.ndarray, sizes: np.ndarray) -> np.ndarray:
-        return selected[np.lexsort((idx[selected], rank[src[selected]], -sizes[selected]))]
+        return selected[np.lexsort((d.idx[selected], d.rank[d.src[selected]], -sizes[selected]))]
 
-    short_items = largest_first(np.flatnonzero(~empty & ~long), kept)
+    kept, tail = d.kept, d.tail
+    short_items = largest_first(np.flatnonzero(~d.empty & ~d.long), kept)
     short_docs, short_counts = _bins_to_rows(short_items, _best_fit_decreasing(kept[short_items], row))
-    long_docs = np.flatnonzero(long)
+    long_docs = np.flatnonzero(d.long)
     full_counts = kept[long_docs] // row
     full_docs = np.repeat(long_docs, full_counts)
     full_starts = (np.arange(len(full_docs)) - np.repeat(np.cumsum(full_counts) - full_counts, full_counts)) * row
-    tail_items = largest_first(np.flatnonzero(tail_kept), tail)
+    tail_items = largest_first(np.flatnonzero(d.tail_kept), tail)
     tail_docs, tail_counts = _bins_to_rows(tail_items, _best_fit_decreasing(tail[tail_items], row))
 
     pieces = np.concatenate([short_docs, full_docs, tail_docs]).astype(np.int64)
@@ -448,29 +466,48 @@ def _plan(
     starts = np.concatenate([np.zeros(len(short_docs), np.int64), full_starts, (kept - tail)[tail_docs]])
     sizes = np.concatenate([kept[short_docs], np.full(len(full_docs), row, np.int64), tail[tail_docs]])
     kinds = np.repeat(np.array([0, 1, 1], np.int8), [len(short_counts), len(full_docs), len(tail_counts)])
-    plan = PackingPlan(names, window, row, kinds, offsets, src[pieces].astype(np.int32), idx[pieces],
-                       starts.astype(np.int64), sizes.astype(np.int64), kept[pieces])
-    items = order[pieces]
-    if short_fraction is not None:
-        rows, balance_drops = _balance(plan, short_fraction, seed)
-        drops += balance_drops
-        positions, _ = _gather(plan.row_offsets, rows)
-        plan, items = plan.take(rows), items[positions]
+    packed = PackingPlan(names, window, row, kinds, offsets, d.src[pieces].astype(np.int32), d.idx[pieces],
+                         starts.astype(np.int64), sizes.astype(np.int64), kept[pieces])
+    return packed, d.order[pieces]
 
-    real = plan.real_tokens()
+
+def _count_outputs(report: PackingReport, packed: PackingPlan, names: tuple[str, ...], row: int) -> None:
+    """Rows, real and padding tokens per kind; tokens and documents per source in the order the rows use them."""
+    real = packed.real_tokens()
     for k, kind in enumerate(KINDS):
-        report.rows[kind] = int((plan.kinds == k).sum())
-        report.real_tokens[kind] = int(real[plan.kinds == k].sum())
+        report.rows[kind] = int((packed.kinds == k).sum())
+        report.real_tokens[kind] = int(real[packed.kinds == k].sum())
         report.padding_tokens[kind] = report.rows[kind] * row - report.real_tokens[kind]
-    used, first = np.unique(plan.piece_source, return_index=True)
+    used, first = np.unique(packed.piece_source, return_index=True)
     used = used[np.argsort(first)].tolist()  # sources in the order the rows first use them
-    tokens = _sum_by(plan.piece_source, plan.piece_length, len(names))
-    documents = np.bincount(np.unique(plan.piece_source.astype(np.int64) * _KEY + plan.piece_index) // _KEY,
+    tokens = _sum_by(packed.piece_source, packed.piece_length, len(names))
+    documents = np.bincount(np.unique(packed.piece_source.astype(np.int64) * _KEY + packed.piece_index) // _KEY,
                             minlength=len(names))
     report.source_tokens = {names[s]: tokens[s] for s in used}
     report.source_documents = {names[s]: int(documents[s]) for s in used}
+
+
+def plan(
+    names: Sequence[str], source: np.ndarray, index: np.ndarray, length: np.ndarray, *, original_window: int,
+    target_length: int, max_document_tokens: int | None, short_fraction: float | None, seed: int,
+    dropped: Sequence[DroppedDocument],
+) -> tuple[PackingPlan, PackingReport, np.ndarray]:
+    """The plan and report for documents given as parallel arrays (`names` in first-appearance order), and the
+    input position of every piece: count the input, trim, pack, balance the short fraction, count the output."""
+    window, row = original_window, target_length
+    names, drops = tuple(names), list(dropped)
+    report = PackingReport(window, row, short_fraction_target=short_fraction)
+    _count_inputs(report, names, source, index, length, drops)
+    packed, items = _pack(names, _trim(names, source, index, length, window, row, max_document_tokens, drops),
+                          window, row)
+    if short_fraction is not None:
+        rows, balance_drops = _balance(packed, short_fraction, seed)
+        drops += balance_drops
+        positions, _ = _gather(packed.row_offsets, rows)
+        packed, items = packed.take(rows), items[positions]
+    _count_outputs(report, packed, names, row)
     report.dropped = drops
-    return plan, report, items
+    return packed, report, items
 
 
 def plan_mixed_windows(
@@ -496,7 +533,7 @@ def plan_mixed_windows(
     Returns:
         `(plan, report)`; the report is the one [`pack_mixed_windows`] gives for documents of these lengths.
     """
-    _check_settings(original_window, target_length, max_document_tokens, short_fraction)
+    check_settings(original_window, target_length, max_document_tokens, short_fraction)
     if not isinstance(lengths, Mapping):
         lengths = {DEFAULT_SOURCE: lengths}
     names = list(lengths)
@@ -507,7 +544,7 @@ def plan_mixed_windows(
         raise ValueError("indices must give one document index per length")
     source = np.repeat(np.arange(len(names), dtype=np.int32), [len(a) for a in arrays])
     cat = [np.concatenate(x) if x else np.zeros(0, np.int64) for x in (index, arrays)]
-    plan, report, _ = _plan(names, source, *cat, original_window=original_window, target_length=target_length,
+    result, report, _ = plan(names, source, *cat, original_window=original_window, target_length=target_length,
                             max_document_tokens=max_document_tokens, short_fraction=short_fraction, seed=seed,
                             dropped=dropped)
-    return plan, report
+    return result, report

@@ -46,7 +46,7 @@ STDLIB_SKIP_DIRS = frozenset({"test", "tests", "idlelib", "site-packages"})
 _PATH_PREFIXES = ("/", "./", "../", "~")
 
 
-def _local_path(dataset: str) -> Path | None:
+def local_path(dataset: str) -> Path | None:
     """The local path `dataset` names, None for a Hub id; raises for a path-like spec that does not exist."""
     try:
         path = Path(dataset).expanduser()
@@ -67,7 +67,7 @@ def _check_builtin(dataset: str) -> None:
         raise ValueError(f"unknown built-in source {dataset!r}; accepted built-in sources: {BUILTIN_SOURCES}")
 
 
-def _local_files(path: Path) -> list[tuple[str, Path]]:
+def local_files(path: Path) -> list[tuple[str, Path]]:
     """``(relative path, path)`` of the readable files at `path`, sorted by relative path."""
     if path.is_file():
         if path.suffix.lower() not in TEXT_EXTENSIONS:
@@ -241,8 +241,8 @@ def load_texts(
         texts: Iterable[str] = _pydoc_documents()
     elif dataset == "builtin:stdlib":
         texts = _stdlib_documents()
-    elif (path := _local_path(dataset)) is not None:
-        texts = itertools.chain.from_iterable(_read_file(p, text_column, max_chars) for _, p in _local_files(path))
+    elif (path := local_path(dataset)) is not None:
+        texts = itertools.chain.from_iterable(_read_file(p, text_column, max_chars) for _, p in local_files(path))
     else:
         texts = _hub_documents(dataset, split, text_column, config_name)
     if max_chars is not None:
@@ -262,9 +262,9 @@ def source_fingerprint(
     parts: list[str] = [dataset]
     if dataset in BUILTIN_SOURCES:
         parts.append(sys.version)
-    elif (path := _local_path(dataset)) is not None:
+    elif (path := local_path(dataset)) is not None:
         parts += [split, text_column]
-        for relative, file in _local_files(path):
+        for relative, file in local_files(path):
             stat = file.stat()
             parts.append(f"{relative}\t{stat.st_size}\t{stat.st_mtime_ns}")
     else:
@@ -279,9 +279,9 @@ def describe(dataset: str, split: str, text_column: str) -> str:
         return "built-in Python documentation (pydoc topics)"
     if dataset == "builtin:stdlib":
         return "built-in Python standard library sources (.py files)"
-    path = _local_path(dataset)
+    path = local_path(dataset)
     if path is None:
         return f"Hub dataset {dataset} [{split}] column {text_column!r}"
     if path.is_file():
         return f"local file {path}"
-    return f"local directory {path} ({len(_local_files(path))} files)"
+    return f"local directory {path} ({len(local_files(path))} files)"

@@ -8,11 +8,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..utils.arguments import flag_name, require_fields
 from ..utils.environment import DTYPES
+from ..utils.run_folder import RunFolder
 from .ruler import RULER_TASKS
 
 NONE = "none"
@@ -113,6 +115,33 @@ class EvalConfig:
         return list(self.name) or [Path(m.rstrip("/")).name or m for m in self.model]
 
     @property
-    def state_dir(self) -> Path:
-        out = Path(self.output_dir)
-        return out.with_name(out.name + ".eval-state")
+    def run_folder(self) -> RunFolder:
+        return RunFolder(self.output_dir, "eval")
+
+
+REPEATABLE = ("--model", "--name")
+
+
+def merge_repeated_flags(argv: Sequence[str], flags: Sequence[str]) -> list[str]:
+    """``--model A --model B`` -> ``--model A B`` (argparse lists take one flag with several values)."""
+    argv = list(argv)
+    for flag in flags:
+        values, rest, i = [], [], 0
+        seen = False
+        while i < len(argv):
+            if argv[i] == flag:
+                seen = True
+                i += 1
+                while i < len(argv) and not argv[i].startswith("--"):
+                    values.append(argv[i])
+                    i += 1
+            else:
+                rest.append(argv[i])
+                i += 1
+        argv = rest + ([flag, *values] if seen else [])
+    return argv
+
+
+def merge_model_flags(argv: Sequence[str]) -> list[str]:
+    """The ``hf-longrope2 eval`` arguments with every repeated ``--model`` / ``--name`` merged (see above)."""
+    return merge_repeated_flags(argv, REPEATABLE)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import gc
 import json
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -28,19 +27,12 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from ..data.needles import tokenizer_fingerprint
 from ..data.texts import load_texts
-from ..extension import original_window
-from ..modeling.modeling_longrope2 import longrope2_parameters
-from ..utils.atomic import check_output_dir, save_atomically, write_json_atomically
+from ..modeling.rope import RopeGeometry
 from ..utils.environment import torch_dtype
-from ..utils.loading import model_source, read_json
+from ..utils.loading import model_source
 from .config import EvalConfig
 from .plan import EvalPlan
 from .report import assemble, summary_table, write_report
-
-
-def rope_type(config) -> str:
-    """The rope type of a model config (``default`` when it has none)."""
-    return str(longrope2_parameters(config).get("rope_type", "default"))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -81,7 +73,7 @@ def evaluate_models(
     """
     started = time.perf_counter()
     configs = {s.name: s.config if s.config is not None else AutoConfig.from_pretrained(s.path) for s in specs}
-    window = original_window(configs[specs[0].name])
+    window = RopeGeometry.from_config(configs[specs[0].name]).original_window
     def read(dataset: str) -> list[str]:
         return load_texts(dataset, split=args.dataset_split, text_column=args.text_column,
                           config_name=args.dataset_config, max_documents=args.max_documents)
@@ -96,12 +88,12 @@ def evaluate_models(
     models = {}
     for spec in specs:
         finished = cells.setdefault(spec.name, {})
-        config = configs[spec.name]
+        geometry = RopeGeometry.from_config(configs[spec.name])
         models[spec.name] = {
             "path": spec.path,
-            "original_window": original_window(config),
-            "max_position_embeddings": int(config.max_position_embeddings),
-            "rope_type": rope_type(config),
+            "original_window": geometry.original_window,
+            "max_position_embeddings": geometry.max_position_embeddings,
+            "rope_type": geometry.rope_type,
         }
         if len(finished) < plan.cells_per_model:
             bar.set_postfix_str(spec.name)
@@ -130,28 +122,20 @@ def run(config: EvalConfig) -> dict:
     Returns:
         `dict`: the report (what ``report.json`` holds).
     """
-    args = config
-    check_output_dir(args.output_dir, args.overwrite)
-    state_file = args.state_dir / "state.json"
-    settings = json.loads(json.dumps(asdict(args), default=str))
+    folder = config.run_folder
+    folder.begin(overwrite=config.overwrite, resume=config.resume)
+    settings = json.loads(json.dumps(asdict(config), default=str))
     for key in ("overwrite", "resume"):
         settings.pop(key)
-    if args.resume:
-        if not state_file.exists():
-            raise FileNotFoundError(f"--resume: no evaluation state at {state_file}")
-        state = read_json(state_file, "--resume: the evaluation state")
+    state = {"settings": settings, "cells": {}}
+    if config.resume:
+        state, state_file = folder.read_state(), folder.state_file
         if not isinstance(state, dict) or not isinstance(state.get("cells"), dict):
             raise ValueError(f"--resume: {state_file} is not an evaluation state (no 'cells'); delete "
-                             f"{args.state_dir} and rerun without --resume")
+                             f"{folder.state_dir} and rerun without --resume")
         if state.get("settings") != settings:
             raise ValueError(f"--resume: the settings differ from the interrupted run's ({state_file}); rerun without it")
-    else:
-        if state_file.exists():
-            raise FileExistsError(
-                f"an earlier evaluation left its state in {args.state_dir}; pass --resume to continue it, or delete it"
-            )
-        state = {"settings": settings, "cells": {}}
-    args = replace(args, model=[model_source(path) for path in args.model])  # every model checked before any work
+    args = replace(config, model=[model_source(path) for path in config.model])  # every model checked before any work
     tokenizer = AutoTokenizer.from_pretrained(args.model[0])
     reference = tokenizer_fingerprint(tokenizer)
     for path in args.model[1:]:
@@ -164,13 +148,8 @@ def run(config: EvalConfig) -> dict:
         for name, path in zip(args.names, args.model, strict=True)
     ]
 
-    def save_state(data: dict) -> None:
-        args.state_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomically(state_file, data)
-
-    report = evaluate_models(specs, tokenizer, args, state, save_state)
-    save_atomically(args.output_dir, lambda tmp: write_report(report, tmp), overwrite=True)
-    shutil.rmtree(args.state_dir, ignore_errors=True)
+    report = evaluate_models(specs, tokenizer, args, state, folder.save_state)
+    folder.publish(lambda tmp: write_report(report, tmp), overwrite=True)
     print(summary_table(report))
     print(f"report: {Path(args.output_dir) / 'report.md'}")
     return report

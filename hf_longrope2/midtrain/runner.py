@@ -29,13 +29,13 @@ from .. import factors
 from ..data.mixture import mixture_from_yaml
 from ..data.packing import build_mixed_dataset
 from ..extension import extend
-from ..modeling.modeling_longrope2 import longrope2_parameters
-from ..modeling.rope import ROPE_TYPE
+from ..modeling.rope import RopeGeometry
 from ..publish.cards import write_model_card
 from ..publish.hub import push
 from ..tiny.models import char_tokenizer, tiny_config
-from ..utils.atomic import check_output_dir, publish_folder, write_json_atomically
-from ..utils.loading import check_factor_values, model_source, read_json
+from ..utils.atomic import write_json_atomically
+from ..utils.loading import model_source
+from ..utils.run_folder import RunFolder
 from .config import TINY, LongRoPE2TrainingArguments, MidtrainConfig
 from .trainer import LongRoPE2SFTTrainer, LongRoPE2Trainer, longrope2_window
 
@@ -43,8 +43,7 @@ from .trainer import LongRoPE2SFTTrainer, LongRoPE2Trainer, longrope2_window
 def checkpoints_dir(output_dir: str | os.PathLike) -> Path:
     """Where the Trainer writes checkpoints: ``OUTPUT.checkpoints`` beside the final folder, which appears only
     complete (written to a temporary sibling and renamed at the end)."""
-    out = Path(os.path.normpath(output_dir))
-    return out.with_name(out.name + ".checkpoints")
+    return RunFolder(output_dir, "midtrain").state_dir
 
 
 def masked_arguments(args) -> dict:
@@ -54,18 +53,6 @@ def masked_arguments(args) -> dict:
         if "token" in key.lower() and isinstance(values[key], str) and values[key]:
             values[key] = "<masked>"  # ... and any other token-looking field too
     return values
-
-
-def read_factors(path: str) -> dict:
-    """``long_factor`` (and ``critical_dim`` when present) from a JSON file or a ``search_log.json``."""
-    data = read_json(path, "factors_file")
-    if isinstance(data, dict) and isinstance(data.get("best"), dict):  # a search_log.json
-        data = data["best"]
-    if not isinstance(data, dict) or "long_factor" not in data:
-        found = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise ValueError(f"factors_file {path} has no 'long_factor' (nor best.long_factor); found: {found}")
-    check_factor_values(data, f"factors_file {path}")
-    return {"long_factor": data["long_factor"], "critical_dim": data.get("critical_dim")}
 
 
 def load_model_and_tokenizer(script, args, model_config):
@@ -80,7 +67,7 @@ def load_model_and_tokenizer(script, args, model_config):
         model, tokenizer = LlamaForCausalLM(config), char_tokenizer()
         if args.factors_file is None:
             scale = args.target_length / script.tiny_window
-            extend(model, factors.yarn(16, config.rope_parameters["rope_theta"], scale, script.tiny_window),
+            extend(model, factors.yarn(16, RopeGeometry.from_config(config).rope_theta, scale, script.tiny_window),
                    max_position_embeddings=args.target_length)
     else:
         name = model_source(name, "model_name_or_path")
@@ -91,10 +78,9 @@ def load_model_and_tokenizer(script, args, model_config):
         model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(name, revision=model_config.model_revision)
     if args.factors_file is not None:
-        spec = read_factors(args.factors_file)
-        extend(model, spec["long_factor"], max_position_embeddings=args.target_length, critical_dim=spec["critical_dim"])
-    if longrope2_parameters(model.config).get("rope_type") != ROPE_TYPE:
-        raise ValueError(f"{name} is not a longrope2 model; pass factors_file (e.g. a search_log.json) to extend it")
+        extend(model, max_position_embeddings=args.target_length,
+               **factors.read_factors_file(args.factors_file, "factors_file"))
+    longrope2_window(model)  # ValueError unless it is a longrope2 model (factors_file extends one)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
@@ -128,18 +114,12 @@ def run(config: MidtrainConfig) -> Path:
     push_to_hub, args.push_to_hub = args.push_to_hub, False  # pushed by hub.push at the end, not at every save
     if args.mixture is None:
         raise ValueError("mixture is required: a YAML list of sources (see recipes/tiny/midtrain.yaml)")
-    out = Path(args.output_dir)
-    work = checkpoints_dir(out)
+    folder = RunFolder(args.output_dir, "midtrain")
+    out, work = Path(args.output_dir), folder.state_dir
     if str(args.resume_from_checkpoint).lower() in ("true", "false"):  # true: the last one in OUTPUT.checkpoints
         args.resume_from_checkpoint = str(args.resume_from_checkpoint).lower() == "true" or None
-    resuming = args.resume_from_checkpoint is not None
-    check_output_dir(out, script.overwrite)
-    if work.exists() and any(work.iterdir()) and not resuming:
-        if not script.overwrite:
-            raise FileExistsError(f"{work} holds checkpoints of an earlier run: pass --resume_from_checkpoint true "
-                                  "to continue it, or --overwrite to start over")
-        if args.process_index == 0:
-            shutil.rmtree(work)
+    folder.begin(overwrite=script.overwrite, resume=args.resume_from_checkpoint is not None,
+                 main_process=args.process_index == 0)
     args.output_dir = str(work)
     model, tokenizer = load_model_and_tokenizer(script, args, model_config)
     window = longrope2_window(model)
@@ -179,7 +159,7 @@ def run(config: MidtrainConfig) -> Path:
         print(f"note: the accelerate config asks for FSDP, but accelerate runs {distributed_type} (its FSDP plugin "
               "needs GPUs): every process holds the whole model, nothing is sharded", file=sys.stderr)
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
-    staging = out.with_name(f".{out.name}.saving")  # hidden sibling, renamed to `out` once complete
+    staging = folder.staging_dir  # hidden sibling, renamed to `out` once complete
     if trainer.is_world_process_zero() and staging.exists():
         shutil.rmtree(staging)  # left by a run killed while saving
     trainer.accelerator.wait_for_everyone()
@@ -208,7 +188,7 @@ def run(config: MidtrainConfig) -> Path:
         write_json_atomically(staging / "training_args.json", training)
         write_json_atomically(staging / "midtrain_log.json", log)
         write_model_card(staging, base_model=model_config.model_name_or_path, midtrain=log)
-        publish_folder(staging, out, overwrite=script.overwrite)
+        folder.publish_staged(overwrite=script.overwrite)
         print(f"midtrained {model_config.model_name_or_path} -> {out}: {report.summary()} (checkpoints: {work})")
     trainer.accelerator.wait_for_everyone()
     if push_to_hub and trainer.is_world_process_zero():

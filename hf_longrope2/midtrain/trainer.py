@@ -25,8 +25,7 @@ from trl import SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 from trl.trainer.utils import add_fused_lm_head
 
-from ..modeling.modeling_longrope2 import longrope2_parameters
-from ..modeling.rope import ROPE_TYPE
+from ..modeling.rope import ROPE_TYPE, RopeGeometry
 from ..modeling.rotary import set_sequence_shard
 from ..modeling.windows import SequenceShard, long_window_mask
 from .config import LongRoPE2SFTConfig, LongRoPE2TrainingArguments
@@ -36,13 +35,13 @@ ROW_COLUMNS = ("input_ids", "labels", "seq_lengths")
 
 def longrope2_window(model) -> int:
     """The pre-training window of a longrope2 model (its long/short boundary)."""
-    params = longrope2_parameters(model.config)
-    if params.get("rope_type") != ROPE_TYPE:
+    geometry = RopeGeometry.from_config(model.config)
+    if geometry.rope_type != ROPE_TYPE:
         raise ValueError(
             f"midtraining needs a longrope2 model (rope_type {ROPE_TYPE!r}); this one has "
-            f"{params.get('rope_type', 'default')!r}. Start from a `hf-longrope2 search` folder or pass factors_file"
+            f"{geometry.rope_type!r}. Start from a `hf-longrope2 search` folder or pass factors_file"
         )
-    return int(params["original_max_position_embeddings"])
+    return geometry.original_window
 
 
 class WindowLossMixin:

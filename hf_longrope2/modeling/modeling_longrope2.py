@@ -9,9 +9,7 @@ the original window (see [`LongRoPE2GenerationMixin`]). Shipped with saved model
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from transformers import (
@@ -51,7 +49,7 @@ from .configuration_longrope2 import (
     LongRoPE2Qwen2Config,
     LongRoPE2Qwen3Config,
 )
-from .rope import ROPE_TYPE, rope_parameters_of
+from .rope import ROPE_TYPE, rope_parameter_dicts
 from .rotary import use_longrope2_rotary
 from .windows import document_lengths
 
@@ -123,9 +121,8 @@ class LongRoPE2GenerationMixin:
         use_longrope2_rotary(self, ARCHITECTURES[config.model_type].rotary_class)
 
     def _longrope2_original_windows(self) -> list[int]:
-        params = self.config.rope_parameters or {}
-        nested = [v for v in params.values() if isinstance(v, dict)] or [params]
-        return [p["original_max_position_embeddings"] for p in nested if p.get("rope_type") == ROPE_TYPE]
+        dicts = rope_parameter_dicts(self.config).values()
+        return [p["original_max_position_embeddings"] for p in dicts if p.get("rope_type") == ROPE_TYPE]
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -190,7 +187,7 @@ class LongRoPE2Gemma3ForCausalLM(LongRoPE2GenerationMixin, Gemma3ForCausalLM):
 
 @dataclass(frozen=True)
 class Architecture:
-    """One supported architecture: the stock classes, their longrope2 counterparts, and a tiny test config."""
+    """One supported architecture: the stock classes and their longrope2 counterparts."""
 
     model_type: str
     base_config_class: type
@@ -199,9 +196,6 @@ class Architecture:
     config_class: type
     model_class: type
     nested_rope_key: str | None = None  # gemma3 keeps one rope dict per layer type; longrope2 goes here
-    #: Keyword arguments of `base_config_class` (beyond the shared 2-layer, 32-token settings) for the random
-    #: model the tests and ``hf-longrope2 check`` build; ``attn_implementation`` is the one it runs with.
-    tiny_config: Mapping[str, Any] = field(default_factory=dict)
 
 
 #: Supported architectures, keyed by both the base and the longrope2 ``model_type``.
@@ -233,36 +227,27 @@ register_architecture(Architecture(
 ))
 register_architecture(Architecture(
     "mistral", MistralConfig, MistralForCausalLM, MistralRotaryEmbedding, LongRoPE2MistralConfig,
-    LongRoPE2MistralForCausalLM, tiny_config={"sliding_window": None},
+    LongRoPE2MistralForCausalLM,
 ))
 register_architecture(Architecture(
     "qwen2", Qwen2Config, Qwen2ForCausalLM, Qwen2RotaryEmbedding, LongRoPE2Qwen2Config, LongRoPE2Qwen2ForCausalLM,
-    tiny_config={"use_sliding_window": False},
 ))
 register_architecture(Architecture(
     "qwen3", Qwen3Config, Qwen3ForCausalLM, Qwen3RotaryEmbedding, LongRoPE2Qwen3Config, LongRoPE2Qwen3ForCausalLM,
-    tiny_config={"head_dim": 16},
 ))
 register_architecture(Architecture(
     "phi3", Phi3Config, Phi3ForCausalLM, Phi3RotaryEmbedding, LongRoPE2Phi3Config, LongRoPE2Phi3ForCausalLM,
-    # partial rotary: 16 * 0.5 = 8 rotary dims -> 4 factors
-    tiny_config={"partial_rotary_factor": 0.5, "original_max_position_embeddings": 32},
 ))
 register_architecture(Architecture(
     "gemma", GemmaConfig, GemmaForCausalLM, GemmaRotaryEmbedding, LongRoPE2GemmaConfig, LongRoPE2GemmaForCausalLM,
-    tiny_config={"head_dim": 16},
 ))
 register_architecture(Architecture(
     "gemma2", Gemma2Config, Gemma2ForCausalLM, Gemma2RotaryEmbedding, LongRoPE2Gemma2Config,
     LongRoPE2Gemma2ForCausalLM,
-    # no SDPA path (attention soft-capping); eager also honours packed documents
-    tiny_config={"head_dim": 16, "sliding_window": 4096, "query_pre_attn_scalar": 16, "attn_implementation": "eager"},
 ))
 register_architecture(Architecture(
     "gemma3_text", Gemma3TextConfig, Gemma3ForCausalLM, Gemma3RotaryEmbedding, LongRoPE2Gemma3TextConfig,
     LongRoPE2Gemma3ForCausalLM, nested_rope_key="full_attention",
-    tiny_config={"head_dim": 16, "sliding_window": 4096, "query_pre_attn_scalar": 16,
-                 "layer_types": ["sliding_attention", "full_attention"]},
 ))
 
 #: The base ``model_type`` of every supported architecture, in registration order.
@@ -277,8 +262,3 @@ def architecture_for(model_type: str) -> Architecture:
         )
     return ARCHITECTURES[model_type]
 
-
-def longrope2_parameters(config) -> dict:
-    """The longrope2 rope dict of a config (the nested ``full_attention`` one for gemma3)."""
-    arch = architecture_for(config.model_type)
-    return rope_parameters_of(config, arch.nested_rope_key)

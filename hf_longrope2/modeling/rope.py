@@ -45,6 +45,106 @@ _OPTIONAL_KEYS = {
 }
 
 
+def _field(config: Any, key: str, default: Any = None) -> Any:
+    """`key` of a config object or of a ``config.json`` dict, so one reader serves both."""
+    if isinstance(config, dict):
+        return config.get(key, default)
+    return getattr(config, key, default)
+
+
+def text_config(config: Any) -> Any:
+    """The part of `config` that holds the rope (``text_config`` of a multimodal config, else `config` itself)."""
+    if isinstance(config, dict):
+        nested = config.get("text_config")
+        has_rope = any(isinstance(config.get(k), dict) for k in ("rope_parameters", "rope_scaling"))
+        return nested if isinstance(nested, dict) and not has_rope else config
+    get_text_config = getattr(config, "get_text_config", None)
+    return get_text_config() if callable(get_text_config) else config
+
+
+def rope_parameter_dicts(config: Any) -> dict[str, dict]:
+    """Every rope dict of `config` by where it sits (``rope_parameters``, ``rope_parameters.full_attention``, ...).
+
+    A config object holds them in ``rope_parameters``; a ``config.json`` dict may use the older ``rope_scaling``.
+    """
+    config = text_config(config)
+    found: dict[str, dict] = {}
+    for key in ("rope_parameters", "rope_scaling") if isinstance(config, dict) else ("rope_parameters",):
+        value = _field(config, key)
+        if not isinstance(value, dict):
+            continue
+        if any(isinstance(v, dict) for v in value.values()):
+            found.update({f"{key}.{name}": v for name, v in value.items() if isinstance(v, dict)})
+        else:
+            found[key] = value
+    return found
+
+
+def rope_parameters(config: Any, layer_type: str | None = None) -> dict:
+    """The rope dict of `config` (object or ``config.json`` dict), or of one layer type when nested per layer type.
+
+    Without `layer_type`, a config nested per layer type (gemma3) gives its ``full_attention`` dict, else the first
+    ``longrope2`` / ``longrope`` one: the layers that a context extension changes.
+    """
+    dicts = rope_parameter_dicts(config)
+    for key in ("rope_parameters", "rope_scaling"):
+        if key in dicts and dicts[key]:
+            return dicts[key]
+    if layer_type is not None:
+        return next((v for where, v in dicts.items() if where.endswith(f".{layer_type}")), {})
+    full = next((v for where, v in dicts.items() if where.endswith(".full_attention")), None)
+    if full is not None:
+        return full
+    return next((v for v in dicts.values() if v.get("rope_type") in (ROPE_TYPE, "longrope")), {})
+
+
+def rotary_dim_of(config: Any, rope_parameters: dict) -> int:
+    """Rotary dimension: ``head_dim * partial_rotary_factor`` (head_dim derived when the config lacks it)."""
+    head_dim = _field(config, "head_dim") or _field(config, "hidden_size") // _field(config, "num_attention_heads")
+    return int(head_dim * rope_parameters.get("partial_rotary_factor", 1.0))
+
+
+def default_long_mscale(scale: float, original_max_position_embeddings: int) -> float:
+    """LongRoPE ("su") attention scale ``sqrt(1 + ln(s) / ln(L_orig))`` (1.0 for ``s <= 1``): 1.1435 for 8k -> 128k.
+
+    The default ``long_mscale`` of the ``longrope2`` rope type (the one definition of the formula).
+    """
+    if scale <= 1.0:
+        return 1.0
+    return math.sqrt(1 + math.log(scale) / math.log(original_max_position_embeddings))
+
+
+@dataclass(frozen=True)
+class RopeGeometry:
+    """What factor math needs of any RoPE model (default, longrope2, longrope), read one way from its config."""
+
+    rope_type: str
+    rotary_dim: int
+    rope_theta: float
+    original_window: int
+    max_position_embeddings: int
+
+    @classmethod
+    def from_config(cls, config: Any, layer_type: str | None = None) -> RopeGeometry:
+        """Read a config object or ``config.json`` dict; ``original_window`` is the pre-training window.
+
+        That is ``original_max_position_embeddings`` of an extended model, ``max_position_embeddings`` otherwise.
+        """
+        params = rope_parameters(config, layer_type)
+        text = text_config(config)
+        max_positions = int(_field(text, "max_position_embeddings"))
+        theta = params.get("rope_theta", _field(text, "rope_theta"))
+        if theta is None:
+            raise ValueError(f"model_type {_field(text, 'model_type')!r} has no rope_theta: not a RoPE model")
+        return cls(
+            rope_type=str(params.get("rope_type", "default")),
+            rotary_dim=rotary_dim_of(text, params),
+            rope_theta=float(theta),
+            original_window=int(params.get("original_max_position_embeddings") or max_positions),
+            max_position_embeddings=max_positions,
+        )
+
+
 @dataclass(frozen=True)
 class LongRoPE2Parameters:
     """Resolved ``longrope2`` parameters of one config (or one layer type of it), defaults filled in."""
@@ -60,53 +160,29 @@ class LongRoPE2Parameters:
     short_mscale: float
     critical_dim: int | None
 
+    @classmethod
+    def from_config(cls, config: Any, layer_type: str | None = None) -> LongRoPE2Parameters:
+        """Read and default the ``longrope2`` parameters of a config object or ``config.json`` dict.
 
-def rope_parameters_of(config: Any, layer_type: str | None = None) -> dict:
-    """The rope parameter dict of `config`, or of one layer type when the config nests them (gemma3)."""
-    params = config.rope_parameters
-    if layer_type is not None and isinstance(params, dict) and layer_type in params:
-        params = params[layer_type]
-    return params or {}
-
-
-def rotary_dim_of(config: Any, rope_parameters: dict) -> int:
-    """Rotary dimension: ``head_dim * partial_rotary_factor`` (head_dim derived when the config lacks it)."""
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-    return int(head_dim * rope_parameters.get("partial_rotary_factor", 1.0))
-
-
-def default_long_mscale(scale: float, original_max_position_embeddings: int) -> float:
-    """``sqrt(1 + ln(s) / ln(L_orig))``, 1.0 when ``s <= 1`` (the LongRoPE "su" scale)."""
-    if scale <= 1.0:
-        return 1.0
-    return math.sqrt(1 + math.log(scale) / math.log(original_max_position_embeddings))
-
-
-def resolve_parameters(config: Any, layer_type: str | None = None) -> LongRoPE2Parameters:
-    """Read and default the ``longrope2`` parameters of `config` (assumes they passed validation)."""
-    params = rope_parameters_of(config, layer_type)
-    dim = rotary_dim_of(config, params)
-    original = int(params["original_max_position_embeddings"])
-    max_positions = int(config.max_position_embeddings)
-    factor = float(params.get("factor") or max_positions / original)
-    long_factor = tuple(float(x) for x in params["long_factor"])
-    short_factor = tuple(float(x) for x in (params.get("short_factor") or [1.0] * (dim // 2)))
-    long_mscale = params.get("long_mscale")
-    long_mscale = default_long_mscale(factor, original) if long_mscale is None else float(long_mscale)
-    short_mscale = params.get("short_mscale")
-    short_mscale = 1.0 if short_mscale is None else float(short_mscale)
-    return LongRoPE2Parameters(
-        rope_theta=float(params["rope_theta"]),
-        rotary_dim=dim,
-        original_max_position_embeddings=original,
-        max_position_embeddings=max_positions,
-        factor=factor,
-        long_factor=long_factor,
-        short_factor=short_factor,
-        long_mscale=long_mscale,
-        short_mscale=short_mscale,
-        critical_dim=params.get("critical_dim"),
-    )
+        Assumes they passed validation; a dict that is not ``longrope2`` raises ``KeyError`` on a missing key.
+        """
+        params = rope_parameters(config, layer_type)
+        geometry = RopeGeometry.from_config(config, layer_type)
+        dim, original = geometry.rotary_dim, int(params["original_max_position_embeddings"])
+        factor = float(params.get("factor") or geometry.max_position_embeddings / original)
+        long_mscale, short_mscale = params.get("long_mscale"), params.get("short_mscale")
+        return cls(
+            rope_theta=geometry.rope_theta,
+            rotary_dim=dim,
+            original_max_position_embeddings=original,
+            max_position_embeddings=geometry.max_position_embeddings,
+            factor=factor,
+            long_factor=tuple(float(x) for x in params["long_factor"]),
+            short_factor=tuple(float(x) for x in (params.get("short_factor") or [1.0] * (dim // 2))),
+            long_mscale=default_long_mscale(factor, original) if long_mscale is None else float(long_mscale),
+            short_mscale=1.0 if short_mscale is None else float(short_mscale),
+            critical_dim=params.get("critical_dim"),
+        )
 
 
 def scaled_inv_freq(
@@ -132,7 +208,7 @@ def compute_longrope2_parameters(
     loading. `seq_len` is accepted for signature compatibility and ignored: the window is chosen per
     document, never per batch.
     """
-    p = resolve_parameters(config, layer_type)
+    p = LongRoPE2Parameters.from_config(config, layer_type)
     return scaled_inv_freq(p.rope_theta, p.rotary_dim, p.short_factor, device), p.short_mscale
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .rope import ROPE_TYPE, resolve_parameters, rope_parameters_of, scaled_inv_freq
+from .rope import ROPE_TYPE, LongRoPE2Parameters, rope_parameters, scaled_inv_freq
 from .windows import SequenceShard, long_window_mask
 
 _ROTARY_CLASSES: dict[type, type] = {}
@@ -30,7 +30,7 @@ class LongRoPE2RotaryMixin:
         cache = self.__dict__.setdefault("_longrope2_cache", {})
         key = (str(device), layer_type)
         if key not in cache:
-            p = resolve_parameters(self.config, layer_type)
+            p = LongRoPE2Parameters.from_config(self.config, layer_type)
             inv_freq = scaled_inv_freq(p.rope_theta, p.rotary_dim, p.long_factor, device=device)
             cache[key] = (inv_freq, p.long_mscale, p.original_max_position_embeddings)
         return cache[key]
@@ -41,14 +41,14 @@ class LongRoPE2RotaryMixin:
         layer_types = [None] if not isinstance(self.rope_type, dict) else list(self.rope_type)
         for layer_type in layer_types:
             prefix = "" if layer_type is None else f"{layer_type}_"
-            params = rope_parameters_of(self.config, layer_type)
+            params = rope_parameters(self.config, layer_type)
             if params.get("rope_type") != ROPE_TYPE:
                 continue
             if layer_type is None:
                 self.rope_type = ROPE_TYPE
             else:
                 self.rope_type[layer_type] = ROPE_TYPE
-            p = resolve_parameters(self.config, layer_type)
+            p = LongRoPE2Parameters.from_config(self.config, layer_type)
             buffer = getattr(self, f"{prefix}inv_freq")
             inv_freq = scaled_inv_freq(p.rope_theta, p.rotary_dim, p.short_factor, device=buffer.device)
             with torch.no_grad():
@@ -60,7 +60,7 @@ class LongRoPE2RotaryMixin:
     def forward(self, x: torch.Tensor, position_ids: torch.Tensor, layer_type: str | None = None):
         args = (x, position_ids) if layer_type is None else (x, position_ids, layer_type)
         cos, sin = super().forward(*args)
-        if rope_parameters_of(self.config, layer_type).get("rope_type") != ROPE_TYPE:
+        if rope_parameters(self.config, layer_type).get("rope_type") != ROPE_TYPE:
             return cos, sin  # e.g. gemma3 sliding-window layers keep their own rope
         if position_ids.dim() == 1:
             position_ids = position_ids[None]

@@ -30,8 +30,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import AutoConfig
 
 from .. import factors
-from ..modeling.modeling_longrope2 import longrope2_parameters
-from ..modeling.rope import rotary_dim_of
+from ..modeling.rope import RopeGeometry, rope_parameters
 from ..utils.atomic import write_text_atomically
 from ..utils.environment import __version__
 
@@ -426,9 +425,8 @@ def render_model_card(
     """
     folder = Path(folder)
     config = AutoConfig.from_pretrained(folder)
-    params = longrope2_parameters(config)
-    dim = rotary_dim_of(config, params)
-    original = params["original_max_position_embeddings"]
+    params, geometry = rope_parameters(config), RopeGeometry.from_config(config)
+    dim, original = geometry.rotary_dim, geometry.original_window
     critical = params.get("critical_dim")
     long_factor = [float(x) for x in params["long_factor"]]
     tail, head = long_factor[critical or 0:], long_factor[: critical or 0]
@@ -464,7 +462,7 @@ def render_model_card(
         num_pairs=dim // 2,
         rope_theta=params["rope_theta"],
         critical_dim=critical,
-        theoretical_critical_dim=factors.critical_dimension(dim, float(params["rope_theta"]), original),
+        theoretical_critical_dim=factors.critical_dimension(dim, geometry.rope_theta, original),
         head_min=min(head) if head else None,
         head_max=max(head) if head else None,
         tail_min=min(tail),

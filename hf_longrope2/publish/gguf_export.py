@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import load_file
 
-from ..modeling.rope import default_long_mscale
+from ..modeling.rope import LongRoPE2Parameters, rope_parameters
 from ..utils.atomic import atomic_path
 from ..utils.loading import check_model_folder_loadable
 from .gguf_convert import require_gguf
@@ -149,22 +150,18 @@ def export_gguf(model_dir: str | os.PathLike, output_file: str | os.PathLike, *,
                 if model_type == "longrope2_qwen2" else "")
         raise ValueError(f"{folder}: model_type {model_type!r}: export-gguf writes LongRoPE factors only for "
                          f"{SUPPORTED} (llama.cpp's Llama loader reads them){hint}")
-    params = config.get("rope_parameters") or {}
+    params = rope_parameters(config)
     if params.get("rope_type") != "longrope2":
         raise ValueError(f"{folder}: rope_type {params.get('rope_type')!r}, expected 'longrope2'")
     if params.get("partial_rotary_factor", 1.0) != 1.0:
         raise ValueError(f"{folder}: partial_rotary_factor {params['partial_rotary_factor']}: llama.cpp's Llama "
                          "rotates the whole head")
     n_head, n_kv = config["num_attention_heads"], config.get("num_key_value_heads") or config["num_attention_heads"]
-    head_dim = config.get("head_dim") or config["hidden_size"] // n_head
-    original = int(params["original_max_position_embeddings"])
-    target = int(config["max_position_embeddings"])
-    long_factor = [float(x) for x in params["long_factor"]]
-    short_factor = [float(x) for x in (params.get("short_factor") or [1.0] * len(long_factor))]
+    p = LongRoPE2Parameters.from_config(config)
+    head_dim, original, target = p.rotary_dim, p.original_max_position_embeddings, p.max_position_embeddings
+    long_factor, short_factor, long_mscale = list(p.long_factor), list(p.short_factor), p.long_mscale
     if len(long_factor) != head_dim // 2:
         raise ValueError(f"{folder}: {len(long_factor)} long factors for head_dim {head_dim} (expected {head_dim // 2})")
-    long_mscale = params.get("long_mscale")
-    long_mscale = default_long_mscale(target / original, original) if long_mscale is None else float(long_mscale)
     vocab = _tokenizer(folder)
     state = _load_state_dict(folder)
     tied = "lm_head.weight" not in state or bool(config.get("tie_word_embeddings"))
@@ -185,7 +182,7 @@ def export_gguf(model_dir: str | os.PathLike, output_file: str | os.PathLike, *,
         writer.add_value_length(head_dim)
         writer.add_layer_norm_rms_eps(float(config["rms_norm_eps"]))
         writer.add_rope_dimension_count(head_dim)
-        writer.add_rope_freq_base(float(params["rope_theta"]))
+        writer.add_rope_freq_base(p.rope_theta)
         writer.add_rope_scaling_type(gguf.RopeScalingType.LONGROPE)
         writer.add_rope_scaling_orig_ctx_len(original)
         writer.add_rope_scaling_attn_factors(long_mscale)
@@ -226,3 +223,23 @@ def export_gguf(model_dir: str | os.PathLike, output_file: str | os.PathLike, *,
     return out
 
 
+@dataclass
+class ExportGGUFArguments:
+    model: str = field(default="", metadata={"help": "A saved longrope2 Llama folder (required)"})
+    output_file: str = field(default="", metadata={"help": "The .gguf file to write (required)"})
+    dtype: str = field(default="float32", metadata={"help": f"Matrices as one of {MATRIX_DTYPES}"})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output-file"})
+
+    def __post_init__(self) -> None:
+        if not self.model or not self.output_file:
+            raise ValueError("--model and --output-file are required")
+        if self.dtype not in MATRIX_DTYPES:
+            raise ValueError(f"--dtype must be one of {MATRIX_DTYPES}, got {self.dtype!r}")
+
+
+def run_export_gguf(args: ExportGGUFArguments) -> Path:
+    """``hf-longrope2 export-gguf``: [`export_gguf`] and how to run the file."""
+    out = export_gguf(args.model, args.output_file, dtype=args.dtype, overwrite=args.overwrite)
+    print(f"exported {args.model} -> {out} ({args.dtype}, {out.stat().st_size:,} bytes); run it in llama.cpp with a "
+          "context size above the original window to use the long factors")
+    return out

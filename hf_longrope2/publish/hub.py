@@ -29,15 +29,19 @@ import fnmatch
 import glob
 import json
 import os
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 from huggingface_hub import HfApi, ModelCard, constants, get_token
+from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import HFValidationError
 from huggingface_hub.utils import validate_repo_id as hub_validate
 from transformers.dynamic_module_utils import get_relative_imports
 
+from ..modeling.rope import rope_parameters
 from ..utils.atomic import write_text_atomically
 from ..utils.environment import __version__
 from ..utils.loading import check_rope_values, weight_problems
@@ -139,15 +143,6 @@ def upload_files(folder: str | Path) -> tuple[list[str], dict[str, str]]:
     return sorted(files), dict(sorted(skipped.items()))
 
 
-def _rope_parameters(config: dict) -> dict:
-    """The rope dict of a ``config.json`` (the ``full_attention`` one when it is nested per layer type)."""
-    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
-    if isinstance(rope, dict) and "rope_type" not in rope:
-        nested = [v for v in rope.values() if isinstance(v, dict)]
-        return rope.get("full_attention") or next((v for v in nested if v.get("rope_type") in ROPE_TYPES), {})
-    return rope if isinstance(rope, dict) else {}
-
-
 def _check_config(folder: Path, problems: list[str]) -> dict | None:
     path = folder / "config.json"
     if not path.is_file():
@@ -163,7 +158,7 @@ def _check_config(folder: Path, problems: list[str]) -> dict | None:
         check_rope_values(config, "config.json")
     except ValueError as exc:
         problems.append(str(exc))
-    rope_type = _rope_parameters(config).get("rope_type", "default")
+    rope_type = rope_parameters(config).get("rope_type", "default")
     if rope_type not in ROPE_TYPES:
         problems.append(
             f"config.json has rope_type {rope_type!r} (model_type {config.get('model_type')!r}); push accepts a "
@@ -329,3 +324,77 @@ def is_network_error(exc: BaseException) -> bool:
     names = {cls.__name__ for cls in type(exc).__mro__}
     return bool(names & {"TransportError", "NetworkError", "ConnectionError", "TimeoutException", "Timeout",
                          "ConnectError", "OfflineModeIsEnabled"}) or isinstance(exc, (ConnectionError, TimeoutError))
+
+
+@dataclass
+class PushArguments:
+    model: str = field(default="", metadata={"help": "The model folder to upload (required)"})
+    repo_id: str = field(default="", metadata={"help": "Target Hub repo, namespace/name (required)"})
+    private: bool = field(
+        default=False, metadata={"help": "Create the repo private (an existing repo keeps its visibility)"}
+    )
+    revision: str | None = field(
+        default=None, metadata={"help": "Branch to commit to (created from main when missing); default: main"}
+    )
+    commit_message: str | None = field(default=None, metadata={"help": "Commit message; default names the folder"})
+    dry_run: bool = field(
+        default=False, metadata={"help": "Check the folder and list what would be uploaded; no network, no token"}
+    )
+    write_card: bool = field(
+        default=False,
+        metadata={"help": "Re-render README.md first (repo id in the load snippet, search / midtrain logs found)"},
+    )
+    report: str | None = field(
+        default=None,
+        metadata={"help": "report.json of `hf-longrope2 eval`: re-render README.md with its results (implies "
+                          "--write-card)"},
+    )
+    report_model: str | None = field(
+        default=None, metadata={"help": "This model's name in --report; default: found from its path"}
+    )
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ValueError("--model is required: the extended model folder to upload")
+        if not self.repo_id:
+            raise ValueError("--repo-id is required: the Hub repo to upload to, as namespace/name")
+        validate_repo_id(self.repo_id)
+        if self.revision is not None and not self.revision.strip():
+            raise ValueError("--revision must be a branch name, got an empty string")
+
+
+def run_push(args: PushArguments) -> None:
+    """``hf-longrope2 push``: check the folder, then list it (``--dry-run``) or upload it and print the commit."""
+    folder = Path(args.model)
+    card = None
+    if args.write_card or args.report:
+        if not (folder / "config.json").is_file():
+            raise ValueError(f"{folder / 'config.json'} is missing: --write-card needs a saved model folder")
+        card = render_card(folder, args.repo_id, args.report, args.report_model)
+    files = check_model_folder(folder, card)
+    sizes = {f: len(card.encode()) if card and f == "README.md" else (folder / f).stat().st_size for f in files}
+    revision = args.revision or "main"
+    _, skipped = upload_files(folder)
+    if args.dry_run:
+        print(f"dry run: {len(files)} files, {sum(sizes.values()):,} bytes -> model repo {args.repo_id} "
+              f"(revision {revision}, private {args.private})")
+        for name in files:
+            print(f"{sizes[name]:>15,}  {name}" + ("  (re-rendered card, not written)" if card and name == "README.md"
+                                                   else ""))
+        for name, reason in skipped.items():
+            print(f"{'skipped':>15}  {name}  ({reason})")
+        return
+    for name, reason in skipped.items():
+        print(f"skipped {name} ({reason})", file=sys.stderr)
+    try:
+        info = push(folder, args.repo_id, files=files, private=args.private, revision=args.revision,
+                    commit_message=args.commit_message, card=card)
+    except HfHubHTTPError as exc:
+        raise ValueError(f"the Hub refused the upload to {args.repo_id}: {' '.join(str(exc).split())}") from None
+    except Exception as exc:
+        if not is_network_error(exc):
+            raise
+        raise ValueError(f"could not reach the Hub at {constants.ENDPOINT} ({type(exc).__name__}: {exc}); nothing was "
+                         "uploaded: check the network (or HF_ENDPOINT) and run the same command again") from None
+    print(f"uploaded {len(files)} files ({sum(sizes.values()):,} bytes) to {args.repo_id} (revision {revision})")
+    print(f"commit: {info.commit_url}")

@@ -8,12 +8,11 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from ..utils.arguments import check_token_count, flag_name, require_fields
 from ..utils.environment import DTYPES
+from ..utils.run_folder import RunFolder
 from .space import SPACES
 
 RACING = ("paired", "exact", "off")  # how candidates are dropped before their last sample (search/scoring.py)
@@ -111,8 +110,8 @@ class SearchConfig:
             raise ValueError(f"--dtype must be one of {DTYPES}, got {self.dtype!r}")
 
     @property
-    def state_dir(self) -> Path:
-        return Path(f"{os.path.normpath(self.output_dir)}.search-state")
+    def run_folder(self) -> RunFolder:
+        return RunFolder(self.output_dir, "search")
 
     def result_settings(self) -> dict:
         """The settings a resumed search must share with the state it continues."""

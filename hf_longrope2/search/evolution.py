@@ -25,7 +25,6 @@ import time
 from accelerate.utils import gather_object
 from tqdm.auto import tqdm
 
-from ..utils.atomic import write_json_atomically
 from .config import SearchConfig
 from .space import Candidate
 
@@ -142,8 +141,7 @@ class Search:
         self.state["wall_time_s"] += now - started
         self.state["rng"] = _rng_to_json(self.rng.getstate())
         if self.distributed.is_main_process:
-            self.args.state_dir.mkdir(parents=True, exist_ok=True)
-            write_json_atomically(self.args.state_dir / "state.json", self.state)
+            self.args.run_folder.save_state(self.state)
         return now
 
     def run(self) -> dict:

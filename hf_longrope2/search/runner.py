@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import sys
 import time
 from dataclasses import asdict, replace
@@ -29,16 +28,16 @@ from .. import factors
 from ..data.needles import NeedleSettings, needle_samples
 from ..extension import extend, save_extended
 from ..factors import METHODS, baseline
-from ..modeling.modeling_longrope2 import architecture_for, longrope2_parameters
-from ..modeling.rope import ROPE_TYPE, rotary_dim_of
+from ..modeling.modeling_longrope2 import architecture_for
+from ..modeling.rope import ROPE_TYPE, RopeGeometry
 from ..plots import plot_factor_curves, plot_search_progress
 from ..publish.cards import write_model_card
-from ..utils.atomic import check_output_dir, save_atomically, write_json_atomically
+from ..utils.atomic import write_json_atomically
 from ..utils.environment import torch_dtype, versions
-from ..utils.loading import model_source, read_json
+from ..utils.loading import model_source
 from .config import SearchConfig, parse_critical_dims
 from .evolution import STATE_VERSION, Search
-from .scoring import Evaluator
+from .scoring import FactorScorer
 from .space import Candidate, SearchSpace
 
 
@@ -60,19 +59,18 @@ def geometry(model_name: str, target_length: int) -> dict:
     """Rotary dimension, base and original window of `model_name`, validated for a search to `target_length`."""
     config = AutoConfig.from_pretrained(model_name)
     architecture_for(config.model_type)  # ValueError listing the supported types (e.g. for GPT-2)
-    params = longrope2_parameters(config)
-    rope_type = params.get("rope_type", "default")
+    geometry = RopeGeometry.from_config(config)
+    rope_type, original = geometry.rope_type, geometry.original_window
     if rope_type not in ("default", ROPE_TYPE):
         raise ValueError(
             f"{model_name} uses rope_type {rope_type!r}; the search starts from the original RoPE ('default') or a "
             f"longrope2 model"
         )
-    original = int(params.get("original_max_position_embeddings", config.max_position_embeddings))
     if target_length <= original:
         raise ValueError(
             f"--target-length ({target_length}) must be larger than the model's original window ({original})"
         )
-    dim, theta = rotary_dim_of(config, params), float(params["rope_theta"])
+    dim, theta = geometry.rotary_dim, geometry.rope_theta
     return {
         "rotary_dim": dim,
         "rope_theta": theta,
@@ -128,7 +126,7 @@ def write_output(args: SearchConfig, search: Search, model, tokenizer, geo: dict
         plot_factor_curves(curves, tmp / "factors.png", best_candidate.critical_dim, geo["theoretical_critical_dim"])
         write_model_card(tmp, base_model=args.model, search=log)
 
-    out = save_atomically(args.output_dir, write, overwrite=args.overwrite)
+    out = args.run_folder.publish(write, overwrite=args.overwrite)
     print(
         f"best score {best['score']:.4f} (space {args.space}, d_rcd {best_candidate.critical_dim}); seeds: "
         + ", ".join(f"{n} {s['score']:.4f}" for n, s in state["seeds"].items())
@@ -161,11 +159,15 @@ def better_seed_advice(args: SearchConfig, seeds: dict[str, dict], best_score: f
     return lines
 
 
-def run(config: SearchConfig) -> Path:
+def run(config: SearchConfig, *, scorer: type[FactorScorer] = FactorScorer, search_class: type[Search] = Search
+        ) -> Path:
     """Search the LongRoPE2 factors of ``config.model`` and write the extended model to ``config.output_dir``.
 
     The entry point of ``hf-longrope2 search`` and ``recipes/search.py`` (see the package docstring). With several
     processes (``accelerate launch``) every process scores its share of each step; the main process writes.
+
+    `scorer` and `search_class` are seams for measurements (``benchmarks/search_cost.py`` counts forwards with a
+    subclass of each); the search is the same.
 
     Returns:
         `Path`: the output folder.
@@ -174,25 +176,18 @@ def run(config: SearchConfig) -> Path:
         ValueError: a bad model, target length or state to resume; nothing is written then.
     """
     started_at = time.perf_counter()
-    args = config
     distributed = distributed_state()
-    check_output_dir(args.output_dir, args.overwrite)
-    state_file = args.state_dir / "state.json"
-    if args.resume and not state_file.exists():
-        raise FileNotFoundError(f"--resume: no search state at {state_file}")
-    if not args.resume and state_file.exists():
-        raise FileExistsError(
-            f"a previous search left its state in {args.state_dir}; pass --resume to continue it, or delete the folder"
-        )
-    args = replace(args, model=model_source(args.model))  # the caller's config is left as it was
+    folder = config.run_folder
+    folder.begin(overwrite=config.overwrite, resume=config.resume)
+    args = replace(config, model=model_source(config.model))  # the caller's config is left as it was
     if args.resume:
-        state = read_json(state_file, "--resume: the search state")
+        state, state_file = folder.read_state(), folder.state_file
         if not isinstance(state, dict) or "settings" not in state:
-            raise ValueError(f"--resume: {state_file} is not a search state (no 'settings'); delete {args.state_dir} "
-                             "and start again")
+            raise ValueError(f"--resume: {state_file} is not a search state (no 'settings'); delete "
+                             f"{folder.state_dir} and start again")
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"--resume: {state_file} has state version {state.get('version')}, this hf-longrope2 "
-                             f"writes {STATE_VERSION}; delete {args.state_dir} and start again")
+                             f"writes {STATE_VERSION}; delete {folder.state_dir} and start again")
         differing = sorted(k for k, v in args.result_settings().items() if state["settings"].get(k) != v)
         if differing:
             raise ValueError(f"--resume: settings differ from the saved search in {differing}; pass the same values")
@@ -223,8 +218,8 @@ def run(config: SearchConfig) -> Path:
     if args.parents > args.population // 2 and distributed.is_main_process:
         print(f"note: --parents {args.parents} > population/2; using {args.population // 2}", file=sys.stderr)
     model = load_model(args, distributed.device)
-    evaluate = Evaluator(model, samples, args.target_length, args.batch_size)
-    search = Search(args, space, geo["rotary_dim"], evaluate, distributed, state)
+    evaluate = scorer(model, samples, args.target_length, args.batch_size)
+    search = search_class(args, space, geo["rotary_dim"], evaluate, distributed, state)
     if distributed.is_main_process:
         print(
             f"search {args.model}: {geo['original_max_position_embeddings']} -> {args.target_length} tokens, "
@@ -236,6 +231,5 @@ def run(config: SearchConfig) -> Path:
     search.run()
     if distributed.is_main_process:
         write_output(args, search, model, tokenizer, geo, seeds, started_at)
-        shutil.rmtree(args.state_dir, ignore_errors=True)
     distributed.wait_for_everyone()
     return Path(args.output_dir)

@@ -1,7 +1,7 @@
 """Scoring a candidate: needle-driven perplexity of one long-factor vector, with exact early rejection.
 
 ```python
->>> evaluate = Evaluator(model, needle_samples(tokenizer, settings), target_length=32768)
+>>> evaluate = FactorScorer(model, needle_samples(tokenizer, settings), target_length=32768)
 >>> evaluate(long_factor, critical_dim=20, threshold=math.inf)
 {"total": 23.1, "samples": 10, "pruned": False, "losses": [...]}
 ```
@@ -117,7 +117,7 @@ def accumulate(batch_losses: Iterable[list[tuple[int, float]]], num_samples: int
     return {"total": total, "samples": done, "pruned": False, "raced": False}
 
 
-class Evaluator:
+class FactorScorer:
     """Scores long-factor vectors on fixed samples with one model replica (see the module docstring).
 
     Samples are scored in ``order`` (set by the search to hardest-first, from the best reference seed's

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import platform
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -51,3 +52,24 @@ def cache_dir() -> Path:
         return Path(os.environ["HF_LONGROPE2_CACHE"])
     hf_home = os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface"))
     return Path(hf_home) / "hf_longrope2"
+
+PACKAGES = ("torch", "transformers", "accelerate", "peft", "trl", "datasets", "huggingface-hub", "flash-attn")
+
+
+@dataclass
+class EnvArguments:
+    """``hf-longrope2 env`` takes no options."""
+
+
+def print_environment(args: EnvArguments) -> None:
+    """``hf-longrope2 env``: the versions that matter and the supported architectures, one per line."""
+    from ..modeling import SUPPORTED_MODEL_TYPES  # the model classes: only when the env verb prints them
+
+    print(f"hf-longrope2 {__version__}")
+    print(f"python {platform.python_version()} ({platform.platform()})")
+    for name in PACKAGES:
+        try:
+            print(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            print(f"{name} (not installed)")
+    print("supported model_type:", ", ".join(SUPPORTED_MODEL_TYPES))

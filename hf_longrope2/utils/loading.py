@@ -21,6 +21,8 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from ..modeling.rope import rope_parameter_dicts
+
 # rope keys that hold a factor, a scale or a length: finite and > 0 whatever the rope type
 POSITIVE_ROPE_KEYS = (
     "factor", "long_factor", "short_factor", "long_mscale", "short_mscale", "attention_factor", "rope_theta",
@@ -68,20 +70,6 @@ def read_json(path: str | Path, what: str = "") -> Any:
         raise ValueError(f"{label} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
 
 
-def _rope_dicts(config: dict) -> list[tuple[str, dict]]:
-    """(where, rope dict) of a config.json dict, nested per layer type or not (``rope_scaling`` too)."""
-    found = []
-    for key in ("rope_parameters", "rope_scaling"):
-        value = config.get(key)
-        if not isinstance(value, dict):
-            continue
-        if any(isinstance(v, dict) for v in value.values()):
-            found += [(f"{key}.{name}", v) for name, v in value.items() if isinstance(v, dict)]
-        else:
-            found.append((key, value))
-    return found
-
-
 def _bad_number(value: Any) -> bool:
     return isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0
 
@@ -92,7 +80,7 @@ def check_rope_values(config: dict, source: str) -> None:
     Raises:
         ValueError: naming `source`, the key (and index) and the value.
     """
-    for where, rope in _rope_dicts(config):
+    for where, rope in rope_parameter_dicts(config).items():
         check_factor_values(rope, source, f"{where}.")
     for key in ("max_position_embeddings", "rope_theta"):
         if key in config and config[key] is not None and _bad_number(config[key]):

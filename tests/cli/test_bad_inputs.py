@@ -354,7 +354,7 @@ def test_midtrain_final_save_is_atomic(tmp_path, capsys, monkeypatch):
 
 
 def test_demo_resume_trusts_only_complete_stages(models, tmp_path):
-    from hf_longrope2.demo import is_complete
+    from hf_longrope2.pipeline import is_complete
 
     folder = Path(shutil.copytree(models / "ext", tmp_path / "stage"))
     assert is_complete(folder)
@@ -364,7 +364,7 @@ def test_demo_resume_trusts_only_complete_stages(models, tmp_path):
     weights.unlink()
     assert not is_complete(folder)  # config.json alone is not a finished stage
     runs = []
-    from hf_longrope2.demo import stage
+    from hf_longrope2.pipeline import stage
 
     assert stage("x", folder, resume=True, run=lambda: runs.append(1) or 0) and runs == [1]
     assert not folder.exists()  # the incomplete folder was removed before the stage ran again

@@ -15,11 +15,11 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_longrope2 import cli
-from hf_longrope2.cli.evaluate import merge_repeated_flags
 from hf_longrope2.evaluation import EvalConfig
-from hf_longrope2.evaluation import runner as evaluation_runner
+from hf_longrope2.evaluation.config import merge_repeated_flags
 from hf_longrope2.evaluation.report import MODEL_KEYS, REPORT_KEYS
 from hf_longrope2.tiny.models import char_tokenizer, tiny_model
+from hf_longrope2.utils import run_folder as state_writer  # where every runner saves its state
 
 ROOT = Path(__file__).resolve().parents[2]
 WINDOW = 512
@@ -91,7 +91,7 @@ def test_eval_writes_a_complete_report(report_dir):
 
 def test_resume_after_a_crash_gives_the_same_report(models, report_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / "report"
-    real = evaluation_runner.write_json_atomically
+    real = state_writer.write_json_atomically
     calls = []
 
     def crash_after_five(path, data, indent=1):
@@ -100,10 +100,10 @@ def test_resume_after_a_crash_gives_the_same_report(models, report_dir, tmp_path
         if len(calls) == 5:
             raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(evaluation_runner, "write_json_atomically", crash_after_five)
+    monkeypatch.setattr(state_writer, "write_json_atomically", crash_after_five)
     with pytest.raises(RuntimeError, match="simulated crash"):
         cli.main(_argv(models, out))
-    monkeypatch.setattr(evaluation_runner, "write_json_atomically", real)
+    monkeypatch.setattr(state_writer, "write_json_atomically", real)
     state = json.loads((tmp_path / "report.eval-state" / "state.json").read_text())
     assert sum(len(c) for c in state["cells"].values()) == 5 and not out.exists()
     assert cli.main(_argv(models, out)) == 2  # the state is there: --resume or delete it

@@ -15,7 +15,7 @@ from hf_longrope2.modeling.modeling_longrope2 import (
     architecture_for,
     register_architecture,
 )
-from hf_longrope2.tiny.models import MODEL_TYPES, ORIGINAL, tiny_config, tiny_model
+from hf_longrope2.tiny.models import MODEL_TYPES, ORIGINAL, TINY_OVERRIDES, tiny_config, tiny_model
 
 
 def test_table_is_keyed_by_base_and_longrope2_types():
@@ -69,6 +69,7 @@ def test_a_tiny_model_is_the_stock_class(model_type):
 
 def test_architecture_entries_are_plain_data():
     llama = ARCHITECTURES["llama"]
-    assert isinstance(llama, Architecture) and llama.tiny_config == {}
+    assert isinstance(llama, Architecture) and TINY_OVERRIDES["llama"] == {}
     assert LongRoPE2LlamaConfig is llama.config_class
-    assert ARCHITECTURES["gemma2"].tiny_config["attn_implementation"] == "eager"
+    assert TINY_OVERRIDES["gemma2"]["attn_implementation"] == "eager"
+    assert set(TINY_OVERRIDES) == set(SUPPORTED_MODEL_TYPES)

@@ -58,7 +58,7 @@ def test_plain_llama_config_with_longrope2_builds_and_matches_extend():
     config = _config()
     model = LlamaForCausalLM(config)
     assert model.model.rotary_emb.rope_type == "longrope2"
-    params = rope.resolve_parameters(config)
+    params = rope.LongRoPE2Parameters.from_config(config)
     assert params.short_factor == (1.0,) * 8 and params.short_mscale == 1.0
     assert params.long_mscale == pytest.approx(
         (1 + torch.log(torch.tensor(4.0)).item() / torch.log(torch.tensor(32.0)).item()) ** 0.5

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from hf_longrope2.modeling.modeling_longrope2 import architecture_for, longrope2_parameters
+from hf_longrope2.modeling.modeling_longrope2 import architecture_for
+from hf_longrope2.modeling.rope import rope_parameters
 from hf_longrope2.tiny.models import ORIGINAL, TARGET, VOCAB, extended_pair, long_factors_for, longrope_reference
 
 
@@ -60,6 +61,6 @@ def test_extended_pair_has_factors_and_class(model_type):
     _, ext = extended_pair(model_type)
     arch = architecture_for(model_type)
     assert type(ext) is arch.model_class and type(ext.config) is arch.config_class
-    params = longrope2_parameters(ext.config)
+    params = rope_parameters(ext.config)
     assert params["rope_type"] == "longrope2" and params["long_factor"] == long_factors_for(ext)
     assert ext.config.max_position_embeddings == TARGET and params["original_max_position_embeddings"] == ORIGINAL

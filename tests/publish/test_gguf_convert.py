@@ -21,8 +21,7 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from hf_longrope2 import cli
-from hf_longrope2.cli.convert_gguf import positionals_as_flags
-from hf_longrope2.publish.gguf_convert import supported_gguf_architectures
+from hf_longrope2.publish.gguf_convert import positionals_as_flags, supported_gguf_architectures
 from hf_longrope2.tiny.models import ORIGINAL
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]  # ids 0, 1, 2 as in SmolLM2

@@ -208,13 +208,13 @@ def test_evaluator_stops_early_with_a_lower_bound(assets):
 
     import hf_longrope2  # noqa: F401  (registers the rope type)
     from hf_longrope2.data.needles import NeedleSettings, needle_samples
-    from hf_longrope2.search.scoring import Evaluator
+    from hf_longrope2.search.scoring import FactorScorer
     from hf_longrope2.tiny.models import char_tokenizer
 
     samples = needle_samples(char_tokenizer(), NeedleSettings(dataset=str(assets / "text"), target_length=448,
                                                               num_samples=4))
     model = AutoModelForCausalLM.from_pretrained(assets / "tiny").eval()
-    evaluate = Evaluator(model, samples, 448)
+    evaluate = FactorScorer(model, samples, 448)
     lf = factors.pi(16, 448 / ORIGINAL)
     whole = evaluate(lf, None, float("inf"))
     assert not whole["pruned"] and whole["samples"] == 4
@@ -262,9 +262,9 @@ def test_resume_after_sigkill_gives_the_same_result(assets, tmp_path):
 
 
 def cli_main_raising(args):
-    from hf_longrope2.cli.search import main
+    from hf_longrope2.cli import run_verb
 
-    main(args)
+    run_verb("search", args)
 
 
 @pytest.mark.slow  # accelerate launch of 2 processes

@@ -1,0 +1,110 @@
+"""[`extend_pretrained`]: load a model, extend it to a target length and save it atomically (``hf-longrope2 extend``)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from .. import factors
+from ..factors import METHODS
+from ..modeling.modeling_longrope2 import architecture_for
+from ..modeling.rope import LongRoPE2Parameters, RopeGeometry
+from ..utils.arguments import check_token_count, require_fields
+from ..utils.atomic import check_output_dir, save_atomically
+from ..utils.environment import DTYPES, torch_dtype
+from ..utils.loading import model_source
+from .in_place import extend
+
+
+def extend_pretrained(model: str, output_dir: str | Path, target_length: int, *, method: str = "yarn",
+                      factors_file: str | None = None, original_length: int | None = None, dtype: str = "auto",
+                      overwrite: bool = False) -> PreTrainedModel:
+    """Load `model`, extend it to `target_length` tokens and save it with its tokenizer to `output_dir`, atomically.
+
+    What ``hf-longrope2 extend`` does. The factors are `method`'s (``pi``, ``ntk`` or ``yarn``, each with its own
+    attention factor) unless `factors_file` names a factors JSON or a ``search_log.json``
+    ([`~hf_longrope2.factors.read_factors_file`]).
+
+    Args:
+        model (`str`): A model folder or Hub id of a supported causal LM.
+        output_dir (`str` or `Path`): Where the extended model goes (new or empty unless `overwrite`).
+        target_length (`int`): The extended window (``max_position_embeddings``).
+        method (`str`): The baseline factor vector when there is no `factors_file`.
+        factors_file (`str`, *optional*): JSON file of factors to use instead.
+        original_length (`int`, *optional*): The pre-training window; default the model's current window.
+        dtype (`str`): Weights dtype, one of `hf_longrope2.utils.environment.DTYPES`.
+        overwrite (`bool`): Replace a non-empty `output_dir`.
+
+    Returns:
+        `PreTrainedModel`: the extended model (already saved).
+    """
+    out = check_output_dir(output_dir, overwrite)
+    source = model_source(model)
+    extra = factors.read_factors_file(factors_file) if factors_file else {}
+    loaded = AutoModelForCausalLM.from_pretrained(source, dtype="auto" if dtype == "auto" else torch_dtype(dtype))
+    architecture_for(loaded.config.model_type)  # ValueError listing the supported types (e.g. for GPT-2)
+    if not factors_file:
+        geometry = RopeGeometry.from_config(loaded.config)
+        original = original_length or geometry.original_window
+        # the method's own attention factor too: PI and NTK 1.0, YaRN 0.1 ln s + 1
+        extra = factors.baseline(method, geometry.rotary_dim, geometry.rope_theta, int(original), target_length)
+    extend(loaded, original_max_position_embeddings=original_length, max_position_embeddings=target_length, **extra)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, TypeError) as exc:
+        tokenizer = None
+        print(f"note: no tokenizer saved ({type(exc).__name__}: {str(exc).splitlines()[0]})", file=sys.stderr)
+
+    def write(tmp: Path) -> None:
+        loaded.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+
+    save_atomically(out, write, overwrite=overwrite)
+    return loaded
+
+
+@dataclass
+class ExtendArguments:
+    model: str = field(default="", metadata={"help": "Model folder or Hub id of a supported causal LM (required)"})
+    output_dir: str = field(
+        default="", metadata={"help": "Folder to write the extended model to (required, must not exist or be empty)"}
+    )
+    target_length: int = field(
+        default=0, metadata={"help": "Target context length (max_position_embeddings) in tokens (required)"}
+    )
+    method: str = field(
+        default="yarn", metadata={"help": f"Factor vector: one of {METHODS}; ignored with --factors-file"}
+    )
+    factors_file: str | None = field(
+        default=None, metadata={"help": "JSON file with 'long_factor' (and optional 'critical_dim', 'long_mscale')"}
+    )
+    original_length: int | None = field(
+        default=None, metadata={"help": "Pre-training window; default: the model's current window"}
+    )
+    dtype: str = field(default="auto", metadata={"help": "Weights dtype: auto, float32, bfloat16 or float16"})
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
+
+    def __post_init__(self) -> None:
+        require_fields(self, "model", "output_dir")
+        check_token_count("--target-length", self.target_length)
+        if self.method not in METHODS:
+            raise ValueError(f"--method must be one of {METHODS}, got {self.method!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"--dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+
+
+def run_extend(args: ExtendArguments) -> PreTrainedModel:
+    """``hf-longrope2 extend``: [`extend_pretrained`] and one line saying what it did."""
+    model = extend_pretrained(args.model, args.output_dir, args.target_length, method=args.method,
+                              factors_file=args.factors_file, original_length=args.original_length, dtype=args.dtype,
+                              overwrite=args.overwrite)
+    p = LongRoPE2Parameters.from_config(model.config)
+    print(
+        f"extended {args.model} from {p.original_max_position_embeddings} to {p.max_position_embeddings} "
+        f"tokens (long_mscale {p.long_mscale:.4f}) -> {Path(args.output_dir)}"
+    )
+    return model
