@@ -32,7 +32,7 @@ def saved(tmp_path_factory):
         for k, v in ids.items():
             torch.save(v, root / f"{model_type}-{k}.pt")
         out[model_type] = {"dir": folder, "ref": ref, "base": base}
-    jobs = []
+    jobs, untrusted = [], []
     for model_type in MODEL_TYPES:
         for length in ("short", "long"):
             inputs = str(root / f"{model_type}-{length}.pt")
@@ -50,7 +50,7 @@ def saved(tmp_path_factory):
                     "output": str(root / f"{model_type}-{length}-serving.pt"),
                 },
             ]
-        jobs.append(
+        untrusted.append(
             {
                 "dir": str(root / model_type),
                 "trust_remote_code": False,
@@ -58,6 +58,9 @@ def saved(tmp_path_factory):
                 "output": str(root / f"{model_type}-noflag.pt"),
             }
         )
+    # A trusted load registers the model type in its process (so AutoTokenizer does not prompt after it): the
+    # untrusted loads get a process of their own, as a user's first load would.
+    load_in_isolation(untrusted, root)
     load_in_isolation(jobs, root)
     return root, out
 
