@@ -27,7 +27,10 @@ How it behaves differently from ``longrope2`` (which picks the window per docume
   a packed row with one long document puts every document on the long factors. ``attention_factor``
   (= ``long_mscale``) multiplies cos/sin for *both* windows, so short inputs are not bit-identical to the
   original model unless ``long_mscale`` is 1.0. Long inputs are identical to longrope2 (tested).
-  transformers warns that ``short_mscale`` / ``long_mscale`` are unrecognised keys; they are there for vLLM.
+  ``short_mscale`` / ``long_mscale`` are there for vLLM (``ignore_keys_at_rope_validation`` keeps transformers 5
+  from warning about them; transformers 4.x warns).
+- transformers 4.x: the config also carries the v4 spelling (top-level ``rope_theta``, ``rope_scaling`` and
+  ``original_max_position_embeddings``, see [`v4_rope_fields`]), so it loads the same model there.
 - vLLM (its Phi-3 ``longrope`` implementation): reads ``short_factor``, ``long_factor``,
   ``original_max_position_embeddings`` and ``short_mscale`` / ``long_mscale``, and uses the long factors
   whenever ``max_model_len`` exceeds the original window. Serve with ``--max-model-len`` equal to the original
@@ -343,7 +346,42 @@ def serving_config(config: dict) -> dict:
         out["rope_parameters"] = exported
     if "original_max_position_embeddings" in out:  # phi3 reads the top-level field first
         out["original_max_position_embeddings"] = original
+    # short_mscale / long_mscale are for vLLM (its short window is the base model only with short_mscale 1.0);
+    # transformers 5 would warn that its own longrope does not use them.
+    out["ignore_keys_at_rope_validation"] = ["long_mscale", "short_mscale"]
+    if not arch.nested_rope_key:
+        out.update(v4_rope_fields(exported))
     return out
+
+
+def v4_rope_fields(exported: dict) -> dict:
+    """The transformers 4.x spelling of the ``longrope`` parameters `exported` (top-level config keys).
+
+    transformers 4.x reads ``rope_theta`` and ``rope_scaling`` at the top level and the original window as a
+    top-level attribute (4.57's ``_compute_longrope_parameters``: without it the window is
+    ``max_position_embeddings`` and the long factors are never used); a v5-only config loads there silently with
+    theta 10,000 and no scaling. transformers 5 takes a ``rope_scaling`` it finds over ``rope_parameters``
+    (``rope_parameters = rope_scaling or rope_parameters``), so both carry the same dict.
+    """
+    scaling = {k: v for k, v in exported.items() if k != "rope_theta"}  # 4.x reads theta at the top level only
+    fields = {"rope_theta": exported["rope_theta"], "rope_scaling": scaling,
+              "original_max_position_embeddings": exported["original_max_position_embeddings"]}
+    if "partial_rotary_factor" in exported:
+        fields["partial_rotary_factor"] = exported["partial_rotary_factor"]
+    return fields
+
+
+def portable_tokenizer_config(folder: Path) -> None:
+    """Name the tokenizer class so transformers 4.x finds it too: v5's generic ``TokenizersBackend`` does not exist
+    there, ``PreTrainedTokenizerFast`` (the same tokenizer.json) exists in both."""
+    path = folder / "tokenizer_config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text())
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+        path.unlink()  # a new file, never written through a link to the source's
+        path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def export_for_serving(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -367,5 +405,6 @@ def export_for_serving(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, o
             if path.is_file() and path.name not in _SKIP and path.suffix != ".py":
                 _link_or_copy(path, tmp / path.name)
         (tmp / "config.json").write_text(json.dumps(exported, indent=2, sort_keys=True) + "\n")
+        portable_tokenizer_config(tmp)
 
     return save_atomically(dst, write, overwrite=overwrite)

@@ -15,8 +15,16 @@ the ``longrope2`` validator itself, where ``RotaryEmbeddingConfigMixin.validate_
 
 from __future__ import annotations
 
-from huggingface_hub.dataclasses import strict
-from transformers import (
+import transformers
+
+if int(transformers.__version__.split(".")[0]) < 5:  # the rope_parameters format and RotaryEmbeddingConfigMixin
+    raise ImportError(
+        f"this longrope2 model needs transformers >= 5.23 (installed: {transformers.__version__}): "
+        "pip install -U 'transformers>=5.23', or use its serving export (hf-longrope2 export-serving), which loads on 4.x"
+    )
+
+from huggingface_hub.dataclasses import strict  # noqa: E402
+from transformers import (  # noqa: E402
     AutoConfig,
     Gemma2Config,
     Gemma3TextConfig,
@@ -27,9 +35,9 @@ from transformers import (
     Qwen2Config,
     Qwen3Config,
 )
-from transformers.modeling_rope_utils import RotaryEmbeddingConfigMixin
+from transformers.modeling_rope_utils import RotaryEmbeddingConfigMixin  # noqa: E402
 
-from .rope import validate_longrope2_rope_parameters  # importing rope also registers the rope type
+from .rope import validate_longrope2_rope_parameters  # noqa: E402  importing rope also registers the rope type
 
 
 class LongRoPE2ConfigMixin:

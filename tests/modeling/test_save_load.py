@@ -121,6 +121,11 @@ def test_serving_export_matches_on_long_inputs(saved, model_type):
     arch = architecture_for(model_type)
     assert config["model_type"] == model_type and "auto_map" not in config
     assert not list((root / f"{model_type}-serving").glob("*.py"))
+    if arch.nested_rope_key is None:  # the transformers 4.x spelling too (4.x itself: tests/publish/test_transformers4.py)
+        params = config["rope_parameters"]
+        assert config["rope_theta"] == params["rope_theta"]
+        assert config["rope_scaling"] == {k: v for k, v in params.items() if k != "rope_theta"}
+        assert config["original_max_position_embeddings"] == params["original_max_position_embeddings"]
     long = torch.load(root / f"{model_type}-long-serving.pt")
     assert long["class"] == f"{arch.base_model_class.__module__}.{arch.base_model_class.__name__}"
     torch.testing.assert_close(long["logits"], out[model_type]["ref"]["long"], rtol=0, atol=1e-5)
