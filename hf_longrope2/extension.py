@@ -11,15 +11,15 @@
 ```
 
 [`extend`] changes the config and the rotary modules only; [`save_extended`] writes a complete folder whose
-weights are hard-linked from the source when possible.
+weights are copied from the source files (cloned where the file system can) instead of being serialised.
 
 [`export_for_serving`] writes a longrope2 model folder in transformers' built-in ``longrope`` vocabulary
 (the format vLLM reads).
 
 The exported config has ``rope_type: "longrope"``, ``short_factor`` all 1.0 (or the model's short
 factors), the searched ``long_factor``, ``original_max_position_embeddings``, ``factor``,
-``short_mscale`` / ``long_mscale`` and ``attention_factor = long_mscale``. Weights and tokenizer files
-are hard-linked when the file system allows it, copied otherwise. No custom code is written.
+``short_mscale`` / ``long_mscale`` and ``attention_factor = long_mscale``. Every file is copied (weights as
+copy-on-write clones where the file system can; hard links only with ``link=True``). No custom code is written.
 
 How it behaves differently from ``longrope2`` (which picks the window per document):
 
@@ -191,16 +191,20 @@ def _local_weight_files(source: str) -> list[Path] | None:
     return [Path(single)] if isinstance(single, str) else None
 
 
-def save_extended(model: PreTrainedModel, output_dir: str | Path, *, source: str | None = None, tokenizer=None) -> str:
-    """Save an extended `model` as a complete folder; weights are hard-linked from `source` when possible.
+def save_extended(model: PreTrainedModel, output_dir: str | Path, *, source: str | None = None, tokenizer=None,
+                  link: bool = False) -> str:
+    """Save an extended `model` as a complete folder; the weights files of `source` are reused when possible.
 
     The extension changes only the config, so when the unmodified weights exist on this machine as safetensors
-    (a local folder or the Hub cache) they are hard-linked (copied across file systems) instead of being
-    serialised again: a multi-GB model costs no extra disk. Config, the shipped code files, the generation
-    config and the tokenizer are written as ``save_pretrained`` would.
+    (a local folder or the Hub cache) their files are copied (a copy-on-write clone where the file system has
+    them: no extra disk, nothing shared) instead of being serialised again. With `link` they are hard-linked
+    instead: no extra disk anywhere, but the output then shares the files with `source`, so a source
+    overwritten in place changes the output too. Config, the shipped code files, the generation config and
+    the tokenizer are written as ``save_pretrained`` would.
 
     Returns:
-        `str`: how the weights got there: ``"linked"``, ``"copied"`` or ``"saved"`` (no safetensors source).
+        `str`: how the weights got there: ``"linked"``, ``"cloned"``, ``"copied"`` or ``"saved"`` (no
+        safetensors source).
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -209,14 +213,8 @@ def save_extended(model: PreTrainedModel, output_dir: str | Path, *, source: str
     if files is None:
         model.save_pretrained(out)
     else:
-        how = "linked"
-        for f in files:
-            target = out / f.name
-            try:
-                os.link(os.path.realpath(f), target)
-            except OSError:
-                shutil.copyfile(os.path.realpath(f), target)
-                how = "copied"
+        hows = {copy_or_link(Path(os.path.realpath(f)), out / f.name, link=link) for f in files}
+        how = "copied" if "copied" in hows else hows.pop()
         config = copy.deepcopy(model.config)
         config.dtype = AutoConfig.from_pretrained(source).dtype  # the dtype of the linked weights
         config.architectures = [type(model).__name__]
@@ -300,11 +298,32 @@ def extend_pretrained(model: str, output_dir: str | Path, target_length: int, *,
 _SKIP = {"config.json"}
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+_FICLONE = 0x40049409  # linux/fs.h: share the blocks copy-on-write (btrfs, xfs, ...)
+
+
+def copy_or_link(src: Path, dst: Path, *, link: bool = False) -> str:
+    """Put the file `src` at `dst` without sharing anything writable with it, unless `link`.
+
+    Returns how: ``"linked"`` (a hard link, only with `link`), ``"cloned"`` (a copy-on-write clone: a real copy
+    that costs no disk until one side changes) or ``"copied"``.
+    """
+    if link:
+        try:
+            os.link(src, dst)
+            return "linked"
+        except OSError:
+            pass  # another file system: copy
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        try:
+            import fcntl
+
+            fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
+            shutil.copystat(src, dst)
+            return "cloned"
+        except (ImportError, OSError):
+            pass
+    shutil.copy2(src, dst)
+    return "copied"
 
 
 def serving_config(config: dict) -> dict:
@@ -384,12 +403,15 @@ def portable_tokenizer_config(folder: Path) -> None:
         path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def export_for_serving(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+def export_for_serving(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, overwrite: bool = False,
+                       link: bool = False) -> Path:
     """Write a copy of the longrope2 model folder `src_dir` that plain transformers and vLLM load natively.
 
     The source is checked first (config values finite and positive, weights complete); the destination is
     assembled in a temporary sibling folder and renamed into place, so a failure never leaves a half-written
-    `dst_dir`. An existing non-empty `dst_dir` is refused unless `overwrite`.
+    `dst_dir`. An existing non-empty `dst_dir` is refused unless `overwrite`. Every file is copied (weights as
+    copy-on-write clones where the file system can), so editing the export never edits the source; `link`
+    hard-links the weights instead (no extra disk on any file system, but shared with the source).
 
     Returns:
         `Path`: the destination folder.
@@ -403,7 +425,7 @@ def export_for_serving(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, o
     def write(tmp: Path) -> None:
         for path in sorted(src.iterdir()):
             if path.is_file() and path.name not in _SKIP and path.suffix != ".py":
-                _link_or_copy(path, tmp / path.name)
+                copy_or_link(path, tmp / path.name, link=link and path.suffix == ".safetensors")
         (tmp / "config.json").write_text(json.dumps(exported, indent=2, sort_keys=True) + "\n")
         portable_tokenizer_config(tmp)
 

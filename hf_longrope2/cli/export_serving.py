@@ -23,6 +23,8 @@ class ExportArguments:
         default="", metadata={"help": "Destination folder in the built-in 'longrope' format (required)"}
     )
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
+    link: bool = field(default=False, metadata={"help": "Hard-link the weights instead of copying them (shared with "
+                                                        "--model: editing one edits the other)"})
 
     def __post_init__(self) -> None:
         if not self.model or not self.output_dir:
@@ -40,5 +42,5 @@ def parse_args(argv: Sequence[str]) -> ExportArguments:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    print(f"exported -> {export_for_serving(args.model, args.output_dir, overwrite=args.overwrite)}")
+    print(f"exported -> {export_for_serving(args.model, args.output_dir, overwrite=args.overwrite, link=args.link)}")
     return 0

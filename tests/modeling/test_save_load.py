@@ -148,3 +148,37 @@ def test_export_refuses_bad_input(tmp_path, saved):
     with pytest.raises(ValueError, match="not a longrope2 model"):
         hf_longrope2.export_for_serving(plain, tmp_path / "dst2")
     assert not (tmp_path / "dst2").exists()
+
+
+def test_outputs_share_no_writable_file_with_their_source(tmp_path, tiny_llama, tiny_search):
+    """Editing an export or a search output never edits its source; --link is the explicit way to share weights."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_search, src)
+    (src / "README.md").write_text("the source's card\n")
+    served = hf_longrope2.export_for_serving(src, tmp_path / "served")
+    for path in served.iterdir():
+        if (src / path.name).exists():
+            assert not path.samefile(src / path.name), path.name
+    (served / "README.md").write_text("the export's card\n")
+    assert (src / "README.md").read_text() == "the source's card\n"
+    linked = hf_longrope2.export_for_serving(src, tmp_path / "linked", link=True)
+    assert (linked / "model.safetensors").samefile(src / "model.safetensors")
+    assert not (linked / "tokenizer.json").samefile(src / "tokenizer.json")
+    # the search output's weights are not the base's file either
+    assert not (tiny_search / "model.safetensors").samefile(tiny_llama / "model.safetensors")
+
+
+def test_load_check_catches_weights_of_another_model(tmp_path, tiny_llama):
+    import shutil
+
+    from hf_longrope2.utils.loading import model_source
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_llama, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["num_hidden_layers"] += 1
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="the weights have 2 layers, config.json says 3"):
+        model_source(str(folder))
