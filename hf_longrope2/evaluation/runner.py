@@ -34,6 +34,7 @@ from ..utils.atomic import check_output_dir, save_atomically, write_json_atomica
 from ..utils.environment import torch_dtype
 from ..utils.loading import model_source, read_json
 from .config import EvalConfig
+from .lm_eval_bridge import check_lm_eval_tasks
 from .plan import EvalPlan
 from .report import assemble, summary_table, write_report
 
@@ -152,6 +153,8 @@ def run(config: EvalConfig) -> dict:
             )
         state = {"settings": settings, "cells": {}}
     args = replace(args, model=[model_source(path) for path in args.model])  # every model checked before any work
+    if args.lm_eval_tasks:  # lm-eval runs after every other cell: what can fail there fails now
+        check_lm_eval_tasks(args.lm_eval_tasks, args.lm_eval_include_path)
     tokenizer = AutoTokenizer.from_pretrained(args.model[0])
     reference = tokenizer_fingerprint(tokenizer)
     for path in args.model[1:]:
