@@ -46,7 +46,7 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -295,7 +295,7 @@ def extend_pretrained(model: str, output_dir: str | Path, target_length: int, *,
     return loaded
 
 
-_SKIP = {"config.json"}
+_SKIP = {"config.json", "README.md"}  # a config and a card of its own (the source's would be wrong)
 
 
 _FICLONE = 0x40049409  # linux/fs.h: share the blocks copy-on-write (btrfs, xfs, ...)
@@ -315,7 +315,7 @@ def copy_or_link(src: Path, dst: Path, *, link: bool = False) -> str:
             pass  # another file system: copy
     with open(src, "rb") as fin, open(dst, "wb") as fout:
         try:
-            import fcntl
+            import fcntl  # POSIX only: a clone where it exists, a plain copy elsewhere
 
             fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
             shutil.copystat(src, dst)
@@ -404,14 +404,16 @@ def portable_tokenizer_config(folder: Path) -> None:
 
 
 def export_for_serving(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, overwrite: bool = False,
-                       link: bool = False) -> Path:
+                       link: bool = False, write_card: Callable[[Path], object] | None = None) -> Path:
     """Write a copy of the longrope2 model folder `src_dir` that plain transformers and vLLM load natively.
 
     The source is checked first (config values finite and positive, weights complete); the destination is
     assembled in a temporary sibling folder and renamed into place, so a failure never leaves a half-written
     `dst_dir`. An existing non-empty `dst_dir` is refused unless `overwrite`. Every file is copied (weights as
     copy-on-write clones where the file system can), so editing the export never edits the source; `link`
-    hard-links the weights instead (no extra disk on any file system, but shared with the source).
+    hard-links the weights instead (no extra disk on any file system, but shared with the source). The source's
+    ``README.md`` is not copied (it describes the longrope2 folder); `write_card` is called with the finished
+    temporary folder to write the export's own (``hf_longrope2.publish.cards.export_with_card`` passes one).
 
     Returns:
         `Path`: the destination folder.
@@ -428,5 +430,7 @@ def export_for_serving(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, o
                 copy_or_link(path, tmp / path.name, link=link and path.suffix == ".safetensors")
         (tmp / "config.json").write_text(json.dumps(exported, indent=2, sort_keys=True) + "\n")
         portable_tokenizer_config(tmp)
+        if write_card is not None:
+            write_card(tmp)
 
     return save_atomically(dst, write, overwrite=overwrite)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ..extension import export_for_serving
+from ..publish.cards import export_with_card
 from ..utils.arguments import Parser, parse_dataclasses
 from ..utils.arguments import make_parser as make_dataclass_parser
 from . import epilog
@@ -42,5 +42,5 @@ def parse_args(argv: Sequence[str]) -> ExportArguments:
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
-    print(f"exported -> {export_for_serving(args.model, args.output_dir, overwrite=args.overwrite, link=args.link)}")
+    print(f"exported -> {export_with_card(args.model, args.output_dir, overwrite=args.overwrite, link=args.link)}")
     return 0

@@ -46,7 +46,7 @@ def check_lm_eval_tasks(tasks: Sequence[str], include_path: str | None = None):
         ValueError: one line naming the problem (install command, close matches, or the task and its error).
     """
     _require_lm_eval()
-    from lm_eval.tasks import TaskManager, get_task_dict
+    from lm_eval.tasks import TaskManager, get_task_dict  # the optional extra [eval]
 
     manager = TaskManager(include_path=include_path) if include_path else TaskManager()
     unknown = [t for t in tasks if t not in manager.all_tasks]

@@ -131,7 +131,7 @@ def gguf_rope_extension(gguf_file: str | Path) -> dict | None:
     Raises:
         ValueError: a rope scaling type transformers' loader would drop and this function cannot restore.
     """
-    import gguf
+    import gguf  # the optional extra [gguf], checked by require_gguf before this runs
 
     reader = gguf.GGUFReader(str(gguf_file))
     arch = _field(reader, "general.architecture")
