@@ -208,6 +208,7 @@ def save_extended(model: PreTrainedModel, output_dir: str | Path, *, source: str
     """
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    ready_to_save(model, tokenizer)
     files = _local_weight_files(source) if source is not None else None
     how = "saved"
     if files is None:
@@ -225,6 +226,17 @@ def save_extended(model: PreTrainedModel, output_dir: str | Path, *, source: str
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
     return how
+
+
+def ready_to_save(model: PreTrainedModel, tokenizer=None) -> None:
+    """What a saved extended model should say about itself, whatever training or search did to it: ``use_cache``
+    on (training turns it off; generation without a cache is slow) and the tokenizer's ``model_max_length`` set to
+    the extended window (a tokenizer saved with the huge default lets ``truncation=True`` pass any length)."""
+    config = getattr(model, "config", None)
+    if config is not None:
+        config.use_cache = True
+    if tokenizer is not None and config is not None:
+        tokenizer.model_max_length = int(config.max_position_embeddings)
 
 
 def original_window(config) -> int:
@@ -285,6 +297,8 @@ def extend_pretrained(model: str, output_dir: str | Path, target_length: int, *,
     except (OSError, ValueError, TypeError) as exc:
         tokenizer = None
         print(f"note: no tokenizer saved ({type(exc).__name__}: {str(exc).splitlines()[0]})", file=sys.stderr)
+
+    ready_to_save(loaded, tokenizer)
 
     def write(tmp: Path) -> None:
         loaded.save_pretrained(tmp)

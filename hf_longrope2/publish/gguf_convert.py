@@ -67,14 +67,14 @@ def supported_gguf_architectures() -> list[str]:
     )
 
 
-def require_gguf() -> str:
+def require_gguf(purpose: str = "reading GGUF files") -> str:
     """The installed ``gguf`` package version; raises `ImportError` with the install command when missing or old."""
     try:
         import gguf  # noqa: F401  (the optional extra [gguf]; transformers reads GGUF files through it)
 
         installed = version("gguf")
     except (ImportError, PackageNotFoundError) as exc:
-        raise ImportError(f"reading GGUF files needs the `gguf` package: {INSTALL_HINT}") from exc
+        raise ImportError(f"{purpose} needs the `gguf` package: {INSTALL_HINT}") from exc
     if Version(installed) < Version(GGUF_MIN_VERSION):
         raise ImportError(f"gguf {installed} is too old; transformers needs gguf>={GGUF_MIN_VERSION}: {INSTALL_HINT}")
     return installed

@@ -37,3 +37,29 @@ def test_validator_is_an_attribute_of_every_config_class(extended):
     assert isinstance(config, RotaryEmbeddingConfigMixin)
     with pytest.raises(ValueError, match="long_factor"):
         config._validate_longrope2_rope_parameters({**config.rope_parameters, "long_factor": [0.5]})
+
+
+def test_saved_outputs_cache_and_truncate_at_their_window(extended, tiny_search):
+    """use_cache on and the tokenizer's model_max_length = the extended window, for extend and search outputs."""
+    import json
+
+    from transformers import AutoTokenizer
+
+    for folder in (extended, tiny_search):
+        config = json.loads((folder / "config.json").read_text())
+        assert config["use_cache"] is True
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        assert tokenizer.model_max_length == config["max_position_embeddings"]
+        assert len(tokenizer("x" * 5000, truncation=True).input_ids) == config["max_position_embeddings"]
+
+
+def test_export_gguf_names_what_it_does_without_gguf(tmp_path, monkeypatch):
+    import builtins
+
+    from hf_longrope2.publish.gguf_export import export_gguf
+
+    real = builtins.__import__
+    monkeypatch.setattr(builtins, "__import__",
+                        lambda name, *a, **k: (_ for _ in ()).throw(ImportError(name)) if name == "gguf" else real(name, *a, **k))
+    with pytest.raises(ValueError, match="^writing GGUF files needs the `gguf` package"):
+        export_gguf(tmp_path, tmp_path / "x.gguf")
