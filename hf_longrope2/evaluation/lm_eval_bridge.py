@@ -33,7 +33,8 @@ def _require_lm_eval():
         import lm_eval  # noqa: F401  (the optional extra [eval]: checked only when lm-eval tasks are asked for)
     except ImportError as exc:
         raise ValueError(
-            "--lm-eval-tasks needs lm-evaluation-harness: pip install 'hf-longrope2[eval]' (or pip install lm-eval)"
+            "--lm-eval-tasks needs lm-evaluation-harness: pip install lm-eval (or, in the hf-longrope2 clone: "
+            "pip install -e '.[eval]')"
         ) from exc
 
 

@@ -50,7 +50,7 @@ from ..utils.atomic import check_output_dir, save_atomically
 from ..utils.environment import FLOAT_DTYPES
 
 GGUF_MAGIC = b"GGUF"
-INSTALL_HINT = "pip install gguf  (or: pip install 'hf-longrope2[gguf]')"
+INSTALL_HINT = "pip install gguf  (or, in the hf-longrope2 clone: pip install -e '.[gguf]')"
 # GGUF architecture names whose transformers model_type differs (see transformers' load_gguf_checkpoint).
 _MODEL_TYPE_OF_GGUF_ARCH = {"gemma3": "gemma3_text"}
 # Config attributes that only describe the GGUF source, never a dense checkpoint.
