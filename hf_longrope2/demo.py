@@ -52,7 +52,7 @@ class DemoConfig:
     """How the demo runs (see the module docstring)."""
 
     output_dir: str = field(default="longrope2-demo", metadata={"help": "Folder for every stage and the report"})
-    quick: bool = field(default=False, metadata={"help": "A smaller run for CI (about 2 minutes on 2 cores)"})
+    quick: bool = field(default=False, metadata={"help": "A smaller run for CI (about 1 minute on 2 cores; see docs/demo.md)"})
     resume: bool = field(default=False, metadata={"help": "Keep finished stages of an earlier run in --output-dir"})
     overwrite: bool = field(default=False, metadata={"help": "Start over in a non-empty --output-dir"})
     scale: int = field(default=8, metadata={"help": "Extension factor: target length = scale x the base window"})

@@ -81,3 +81,23 @@ def test_help_links_its_docs_page(verb):
     page = re.search(r"docs/([\w-]+)\.md", text)
     assert page and (ROOT / "docs" / f"{page.group(1)}.md").is_file(), text[-300:]
     assert f"docs/{page.group(1)}.md" in (ROOT / "README.md").read_text()
+
+
+def _offline(verb: str, argv: list[str]) -> list[str] | None:
+    """`argv` made runnable here (no Hub): `factors` reads only a config, so the embedded tiny base stands in
+    for the Hub model; None for commands that need the Hub, a GPU or minutes."""
+    from hf_longrope2.tiny.base import tiny_base_path
+
+    if verb == "env":
+        return argv
+    if verb == "factors" and "--model" in argv:
+        argv = list(argv)
+        argv[argv.index("--model") + 1] = str(tiny_base_path())
+        return argv
+    return None
+
+
+@pytest.mark.parametrize("page, verb, argv", [c for c in commands() if _offline(c[1], c[2]) is not None],
+                         ids=lambda x: x if isinstance(x, str) else " ".join(x))
+def test_offline_commands_run(page, verb, argv, capsys):
+    assert cli.main([verb, *_offline(verb, argv)]) == 0, capsys.readouterr().err

@@ -72,7 +72,7 @@ VERBS: dict[str, Verb] = {
                     "print a PI / NTK / YaRN factor vector and the critical dimensions"),
     "extend": Verb("extension:ExtendArguments", "extension:run_extend", "extension",
                    "extend a model with a factor vector and save a loadable folder"),
-    "export-serving": Verb("extension:ExportServingArguments", "extension:run_export_serving", "serving",
+    "export-serving": Verb("extension:ExportServingArguments", "publish.cards:run_export_serving", "serving",
                            "export a longrope2 folder in the built-in 'longrope' format (vLLM)"),
     "export-gguf": Verb("publish.gguf_export:ExportGGUFArguments", "publish.gguf_export:run_export_gguf", "gguf",
                         "write a longrope2 Llama as a GGUF file llama.cpp runs at the extended length"),

@@ -33,8 +33,34 @@ def _require_lm_eval():
         import lm_eval  # noqa: F401  (the optional extra [eval]: checked only when lm-eval tasks are asked for)
     except ImportError as exc:
         raise ValueError(
-            "--lm-eval-tasks needs lm-evaluation-harness: pip install 'hf-longrope2[eval]' (or pip install lm-eval)"
+            "--lm-eval-tasks needs lm-evaluation-harness: pip install lm-eval (or, in the hf-longrope2 clone: "
+            "pip install -e '.[eval]')"
         ) from exc
+
+
+def check_lm_eval_tasks(tasks: Sequence[str], include_path: str | None = None):
+    """Fail now for what would fail only after every NIAH / perplexity cell: lm-eval missing, an unknown task, a
+    dataset that cannot be loaded. Builds the tasks (``get_task_dict`` downloads or reads their datasets, then
+    cached) and returns the `TaskManager`.
+
+    Raises:
+        ValueError: one line naming the problem (install command, close matches, or the task and its error).
+    """
+    _require_lm_eval()
+    from lm_eval.tasks import TaskManager, get_task_dict  # the optional extra [eval]
+
+    manager = TaskManager(include_path=include_path) if include_path else TaskManager()
+    unknown = [t for t in tasks if t not in manager.all_tasks]
+    if unknown:
+        hints = {t: difflib.get_close_matches(t, manager.all_tasks, n=3) for t in unknown}
+        raise ValueError(f"lm-eval does not know the tasks {unknown} (close matches: {hints})")
+    for task in tasks:
+        try:
+            get_task_dict([task], manager)
+        except Exception as exc:  # a dataset lm-eval cannot reach or read: any error is this task's
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise ValueError(f"lm-eval task {task!r} cannot load its data: {type(exc).__name__}: {first}") from exc
+    return manager
 
 
 def padding_aware_hflm(model, tokenizer, batch_size: int = 1):
@@ -92,15 +118,9 @@ def run_lm_eval(
     Raises:
         ValueError: if lm-eval is missing or a task name is unknown to it (the message lists close matches).
     """
-    _require_lm_eval()
+    manager = check_lm_eval_tasks(tasks, include_path)
     from lm_eval import simple_evaluate  # the optional extra [eval]
-    from lm_eval.tasks import TaskManager
 
-    manager = TaskManager(include_path=include_path) if include_path else TaskManager()
-    unknown = [t for t in tasks if t not in manager.all_tasks]
-    if unknown:
-        hints = {t: difflib.get_close_matches(t, manager.all_tasks, n=3) for t in unknown}
-        raise ValueError(f"lm-eval does not know the tasks {unknown} (close matches: {hints})")
     wrapped = padding_aware_hflm(model, tokenizer, batch_size)
     metadata = {"max_seq_lengths": list(max_seq_lengths)} if max_seq_lengths else None
     output = simple_evaluate(

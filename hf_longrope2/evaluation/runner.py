@@ -31,6 +31,7 @@ from ..modeling.rope import RopeGeometry
 from ..utils.environment import torch_dtype
 from ..utils.loading import model_source
 from .config import EvalConfig
+from .lm_eval_bridge import check_lm_eval_tasks
 from .plan import EvalPlan
 from .report import assemble, summary_table, write_report
 
@@ -136,6 +137,8 @@ def run(config: EvalConfig) -> dict:
         if state.get("settings") != settings:
             raise ValueError(f"--resume: the settings differ from the interrupted run's ({state_file}); rerun without it")
     args = replace(config, model=[model_source(path) for path in config.model])  # every model checked before any work
+    if args.lm_eval_tasks:  # lm-eval runs after every other cell: what can fail there fails now
+        check_lm_eval_tasks(args.lm_eval_tasks, args.lm_eval_include_path)
     tokenizer = AutoTokenizer.from_pretrained(args.model[0])
     reference = tokenizer_fingerprint(tokenizer)
     for path in args.model[1:]:

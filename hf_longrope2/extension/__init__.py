@@ -11,24 +11,27 @@
 ```
 
 One module per job: [`extend`] (``in_place``) changes the config and the rotary modules only; [`save_extended`]
-(``saving``) writes a complete folder whose weights are hard-linked from the source when possible;
+(``saving``) writes a complete folder whose weights files are copied from the source
+(hard-linked only when asked);
 [`extend_pretrained`] (``pretrained``) is ``hf-longrope2 extend``; [`export_for_serving`] (``serving``) writes the
 built-in ``longrope`` format (docs/serving.md).
 """
 
 from .in_place import extend
 from .pretrained import ExtendArguments, extend_pretrained, run_extend
-from .saving import save_extended
-from .serving import ExportServingArguments, export_for_serving, run_export_serving, serving_config
+from .saving import copy_or_link, ready_to_save, save_extended
+from .serving import ExportServingArguments, export_for_serving, serving_config, v4_rope_fields
 
 __all__ = [
     "ExportServingArguments",
     "ExtendArguments",
+    "copy_or_link",
     "export_for_serving",
     "extend",
     "extend_pretrained",
+    "ready_to_save",
     "run_extend",
-    "run_export_serving",
     "save_extended",
     "serving_config",
+    "v4_rope_fields",
 ]

@@ -17,6 +17,7 @@ from ..utils.atomic import check_output_dir, save_atomically
 from ..utils.environment import DTYPES, torch_dtype
 from ..utils.loading import model_source
 from .in_place import extend
+from .saving import ready_to_save
 
 
 def extend_pretrained(model: str, output_dir: str | Path, target_length: int, *, method: str = "yarn",
@@ -57,6 +58,8 @@ def extend_pretrained(model: str, output_dir: str | Path, target_length: int, *,
     except (OSError, ValueError, TypeError) as exc:
         tokenizer = None
         print(f"note: no tokenizer saved ({type(exc).__name__}: {str(exc).splitlines()[0]})", file=sys.stderr)
+
+    ready_to_save(loaded, tokenizer)
 
     def write(tmp: Path) -> None:
         loaded.save_pretrained(tmp)

@@ -28,7 +28,7 @@ from trl import get_peft_config
 from .. import factors
 from ..data.mixture import mixture_from_yaml
 from ..data.packing import build_mixed_dataset
-from ..extension import extend
+from ..extension import extend, ready_to_save
 from ..modeling.rope import RopeGeometry
 from ..publish.cards import write_model_card
 from ..publish.hub import push
@@ -164,6 +164,7 @@ def run(config: MidtrainConfig) -> Path:
         shutil.rmtree(staging)  # left by a run killed while saving
     trainer.accelerator.wait_for_everyone()
     final = trainer.model
+    ready_to_save(final, tokenizer)  # training turned use_cache off; the tokenizer still has the base's window
     if hasattr(final, "merge_and_unload"):  # LoRA (DDP / one process): merge so plain from_pretrained loads it
         final = final.merge_and_unload()
         if trainer.is_world_process_zero():

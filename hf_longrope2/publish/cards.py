@@ -19,17 +19,19 @@ automatically; ``hf-longrope2 push --write-card --report ...`` re-renders it wit
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import os
 import re
 from pathlib import Path
 
-from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData, try_to_load_from_cache
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import AutoConfig
 
 from .. import factors
+from ..extension import export_for_serving
 from ..modeling.rope import RopeGeometry, rope_parameters
 from ..utils.atomic import write_text_atomically
 from ..utils.environment import __version__
@@ -39,6 +41,8 @@ TAGS = ["longrope2", "long-context", "context-extension", "rope"]
 NIAH_DATASET_TYPE = "needle-in-a-haystack"
 PERPLEXITY_DATASET_TYPE = "hf-longrope2-perplexity"
 TASK_TYPE = "text-generation"
+LICENSE = "apache-2.0"  # hf-longrope2's (LICENSE); a base model's own license wins when its card is known
+TRANSFORMERS_RANGE = ">=5.23,<5.25"  # pyproject's pin, when the installed metadata cannot be read
 _TMP_FOLDER = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}$")  # save_atomically's mkdtemp(prefix=".NAME.")
 
 
@@ -77,6 +81,48 @@ def card_inputs(folder: str | Path) -> dict:
     if base_model is None and (folder / "README.md").is_file():
         base_model = ModelCard((folder / "README.md").read_text(), ignore_metadata_errors=True).data.base_model
     return {"base_model": base_model, "search": search, "midtrain": midtrain}
+
+
+def _license_of(hub_base: str | None) -> str:
+    """The base model's license when its card is on this machine (Hub cache), else hf-longrope2's own."""
+    if hub_base:
+        cached = try_to_load_from_cache(hub_base, "README.md")
+        if isinstance(cached, str):
+            found = ModelCard(Path(cached).read_text(), ignore_metadata_errors=True).data.license
+            if found:
+                return found
+    return LICENSE
+
+
+def transformers_requirement() -> str:
+    """The transformers range hf-longrope2 is tested with (its own dependency pin), e.g. ``>=5.23,<5.25``."""
+    try:
+        for requirement in importlib.metadata.requires("hf-longrope2") or []:
+            match = re.match(r"transformers\s*([<>=!~][^;]*)", requirement)
+            if match:
+                return ",".join(sorted(part.strip() for part in match.group(1).split(","))).replace(" ", "")
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    return TRANSFORMERS_RANGE
+
+
+def extension_method(config, params: dict) -> str:
+    """How the factors were made: ``searched`` (a LongRoPE2 search: ``critical_dim`` set), one of the baseline
+    methods whose vector they equal (``yarn``, ``ntk``, ``pi``), else ``given``."""
+    if params.get("critical_dim") is not None:
+        return "searched"
+    geometry = RopeGeometry.from_config(config)
+    for method in factors.METHODS:
+        try:
+            base = factors.baseline(method, geometry.rotary_dim, geometry.rope_theta, geometry.original_window,
+                                    config.max_position_embeddings)
+        except ValueError:
+            continue
+        if len(base["long_factor"]) == len(params["long_factor"]) and all(
+            math.isclose(a, float(b), rel_tol=1e-6) for a, b in zip(base["long_factor"], params["long_factor"], strict=True)
+        ):
+            return method
+    return "given"
 
 
 def _lineage(base_model: str | None, search: dict | None) -> tuple[str | None, dict | None]:
@@ -435,6 +481,7 @@ def render_model_card(
     model = report_model_name(report, folder, report_model) if report is not None else None
     results_index = eval_results(report, model) if report is not None else []
     card_data = ModelCardData(
+        license=_license_of(hub_base),
         base_model=hub_base,
         datasets=_datasets(search_used, midtrain),
         library_name="transformers",
@@ -453,6 +500,9 @@ def render_model_card(
         base_model=base_model,
         hub_base_model=hub_base,
         serving_export=params.get("rope_type") == "longrope",
+        method=extension_method(config, params),
+        transformers_range=transformers_requirement(),
+        load_is_hub_id=is_hub_id(load_id),
         version=__version__,
         original_window=original,
         target_length=config.max_position_embeddings,
@@ -474,6 +524,23 @@ def render_model_card(
         tables=tables,
         limitations=_limitations(report, model, config.max_position_embeddings, search_used),
     )
+
+
+def export_with_card(src_dir: str | Path, dst_dir: str | Path, *, overwrite: bool = False, link: bool = False,
+                     repo_id: str | None = None) -> Path:
+    """[`hf_longrope2.export_for_serving`] plus the export's own card: named after `dst_dir` (or `repo_id`), the
+    serving load snippet (no remote code), the lineage and logs of `src_dir`."""
+    inputs = card_inputs(src_dir)
+    name = repo_id or str(dst_dir)
+    return export_for_serving(src_dir, dst_dir, overwrite=overwrite, link=link,
+                              write_card=lambda tmp: write_model_card(tmp, repo_id=name, **inputs))
+
+
+def run_export_serving(args) -> Path:
+    """``hf-longrope2 export-serving``: [`export_with_card`] and where it went (`args`: ``ExportServingArguments``)."""
+    out = export_with_card(args.model, args.output_dir, overwrite=args.overwrite, link=args.link)
+    print(f"exported -> {out}")
+    return out
 
 
 def write_model_card(folder: str | Path, **kwargs) -> Path:

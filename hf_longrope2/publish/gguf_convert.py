@@ -24,6 +24,12 @@ so the folder loads with a plain ``AutoModelForCausalLM.from_pretrained(folder)`
 float32. ``bfloat16`` / ``float16`` halve the folder but round those values once more. The dense model is held in
 memory while it is written (4 bytes per parameter in float32: ~0.5 GB for a 135M model, ~28 GB for 7B).
 
+A GGUF with LongRoPE factors (``rope.scaling.type`` ``longrope`` and ``rope_factors_long`` / ``_short``
+tensors, as ``hf-longrope2 export-gguf`` writes them) comes back as the longrope2 model it was exported from:
+transformers' GGUF loader drops those (a plain Llama at the original window), so the factors, original window,
+context length and ``attn_factor`` are read from the file and applied with `hf_longrope2.extend`. Any other rope
+scaling type is refused rather than silently dropped.
+
 A quantised GGUF is a *different model* from the Hub checkpoint it was made from (e.g. 4-bit weights), so
 measure perplexities on the converted folder itself, not on the original.
 """
@@ -42,12 +48,13 @@ from packaging.version import Version
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, GgufConfig
 from transformers.utils.import_utils import GGUF_MIN_VERSION
 
+from ..extension import extend
 from ..modeling.modeling_longrope2 import SUPPORTED_MODEL_TYPES
 from ..utils.atomic import check_output_dir, save_atomically
 from ..utils.environment import FLOAT_DTYPES
 
 GGUF_MAGIC = b"GGUF"
-INSTALL_HINT = "pip install gguf  (or: pip install 'hf-longrope2[gguf]')"
+INSTALL_HINT = "pip install gguf  (or, in the hf-longrope2 clone: pip install -e '.[gguf]')"
 # GGUF architecture names whose transformers model_type differs (see transformers' load_gguf_checkpoint).
 _MODEL_TYPE_OF_GGUF_ARCH = {"gemma3": "gemma3_text"}
 # Config attributes that only describe the GGUF source, never a dense checkpoint.
@@ -64,14 +71,14 @@ def supported_gguf_architectures() -> list[str]:
     )
 
 
-def require_gguf() -> str:
+def require_gguf(purpose: str = "reading GGUF files") -> str:
     """The installed ``gguf`` package version; raises `ImportError` with the install command when missing or old."""
     try:
         import gguf  # noqa: F401  (the optional extra [gguf]; transformers reads GGUF files through it)
 
         installed = version("gguf")
     except (ImportError, PackageNotFoundError) as exc:
-        raise ImportError(f"reading GGUF files needs the `gguf` package: {INSTALL_HINT}") from exc
+        raise ImportError(f"{purpose} needs the `gguf` package: {INSTALL_HINT}") from exc
     if Version(installed) < Version(GGUF_MIN_VERSION):
         raise ImportError(f"gguf {installed} is too old; transformers needs gguf>={GGUF_MIN_VERSION}: {INSTALL_HINT}")
     return installed
@@ -114,6 +121,46 @@ def gguf_config(gguf_file: str | Path):
     return config
 
 
+def _field(reader, key: str):
+    field = reader.fields.get(key)
+    if field is None:
+        return None
+    value = field.parts[field.data[0]]
+    return value.tobytes().decode() if value.dtype.kind == "u" and value.dtype.itemsize == 1 else value.tolist()[0]
+
+
+def gguf_rope_extension(gguf_file: str | Path) -> dict | None:
+    """The LongRoPE factors of a GGUF file as [`hf_longrope2.extend`] keyword arguments, or None for plain RoPE.
+
+    Raises:
+        ValueError: a rope scaling type transformers' loader would drop and this function cannot restore.
+    """
+    import gguf  # the optional extra [gguf], checked by require_gguf before this runs
+
+    reader = gguf.GGUFReader(str(gguf_file))
+    arch = _field(reader, "general.architecture")
+    kind = _field(reader, f"{arch}.rope.scaling.type")
+    if kind in (None, "none"):
+        return None
+    tensors = {t.name: t for t in reader.tensors}
+    if kind != "longrope" or "rope_factors_long.weight" not in tensors:
+        raise ValueError(f"{str(gguf_file)!r} uses rope scaling {kind!r}"
+                         f"{'' if kind != 'longrope' else ' without rope_factors_long tensors'}, which convert-gguf "
+                         "cannot carry over (transformers would load it as plain RoPE); only LongRoPE factors as "
+                         "hf-longrope2 export-gguf writes them are supported")
+    extra = {
+        "long_factor": [float(x) for x in tensors["rope_factors_long.weight"].data],
+        "original_max_position_embeddings": int(_field(reader, f"{arch}.rope.scaling.original_context_length")),
+        "max_position_embeddings": int(_field(reader, f"{arch}.context_length")),
+    }
+    if "rope_factors_short.weight" in tensors:
+        extra["short_factor"] = [float(x) for x in tensors["rope_factors_short.weight"].data]
+    attn = _field(reader, f"{arch}.rope.scaling.attn_factor")
+    if attn is not None:
+        extra["long_mscale"] = float(attn)
+    return extra
+
+
 def convert_gguf(
     gguf_file: str | Path, output_dir: str | Path, *, dtype: str = "float32", overwrite: bool = False
 ) -> Path:
@@ -142,6 +189,7 @@ def convert_gguf(
     path = check_gguf_file(gguf_file)
     out = check_output_dir(output_dir, overwrite)  # before the expensive load
     gguf_config(path)  # architecture check (and gguf package check) on the metadata alone
+    extension = gguf_rope_extension(path)  # before the load: an unsupported scaling is refused up front
     model = AutoModelForCausalLM.from_pretrained(
         path.parent,
         gguf_file=path.name,
@@ -157,6 +205,10 @@ def convert_gguf(
     for name in _GGUF_CONFIG_LEFTOVERS:
         if name in model.config.__dict__:
             delattr(model.config, name)
+    if extension is not None:
+        model.config.max_position_embeddings = extension["original_max_position_embeddings"]
+        extend(model, **extension)
+        tokenizer.model_max_length = model.config.max_position_embeddings
 
     def write(tmp: Path) -> None:
         model.save_pretrained(tmp)

@@ -131,7 +131,7 @@ def export_gguf(model_dir: str | os.PathLike, output_file: str | os.PathLike, *,
         FileExistsError: `output_file` exists and not `overwrite`.
     """
     try:
-        require_gguf()
+        require_gguf("writing GGUF files")
     except ImportError as exc:
         raise ValueError(str(exc)) from None
     import gguf  # the optional extra [gguf], checked just above

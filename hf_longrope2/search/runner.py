@@ -6,7 +6,7 @@
 ...                  dataset="builtin:pydoc"))
 ```
 
-The output folder is a complete extended model (weights hard-linked from the source when possible) with
+The output folder is a complete extended model (weights copied from the source files, cloned where the file system can) with
 ``search_log.json``, ``search_progress.png``, ``factors.png`` and a model card.
 """
 

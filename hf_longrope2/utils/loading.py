@@ -30,6 +30,7 @@ POSITIVE_ROPE_KEYS = (
     "mscale", "mscale_all_dim",
 )
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+_LAYER = re.compile(r"\blayers\.(\d+)\.")
 
 
 NOT_REGULAR = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
@@ -142,6 +143,36 @@ def weight_problems(folder: Path, files: list[str]) -> list[str]:
     return problems
 
 
+def _header(path: Path) -> dict:
+    with path.open("rb") as f:
+        return json.loads(f.read(int.from_bytes(f.read(8), "little")))
+
+
+def config_weight_mismatch(folder: Path, config: dict, files: list[str]) -> str | None:
+    """Why the weights in `folder` cannot be the model `config` describes (embedding shape, layer count), or None.
+
+    Reads only the safetensors headers: cheap, and enough to catch weights replaced by another model's (a
+    different size) under a config that still describes the old one.
+    """
+    hidden, vocab, layers = (config.get(k) for k in ("hidden_size", "vocab_size", "num_hidden_layers"))
+    if not all(isinstance(x, int) for x in (hidden, vocab, layers)):
+        return None  # a multimodal or unusual config: leave it to from_pretrained
+    shapes, found_layers = {}, set()
+    for name in (f for f in files if f.endswith(".safetensors")):
+        for key, entry in _header(folder / name).items():
+            if key.endswith("embed_tokens.weight"):
+                shapes[key] = entry["shape"]
+            match = _LAYER.search(key)
+            if match:
+                found_layers.add(int(match.group(1)))
+    embedding = next(iter(shapes.values()), None)
+    if embedding is not None and embedding != [vocab, hidden]:
+        return f"the weights' embedding is {embedding[0]} x {embedding[1]}, config.json says {vocab} x {hidden}"
+    if found_layers and len(found_layers) != layers:
+        return f"the weights have {len(found_layers)} layers, config.json says {layers}"
+    return None
+
+
 def check_model_folder_loadable(folder: Path, flag: str = "--model", weights: bool = True) -> dict:
     """The ``config.json`` dict of local model folder `folder`, after the checks of the module docstring."""
     config_path = folder / "config.json"
@@ -155,6 +186,9 @@ def check_model_folder_loadable(folder: Path, flag: str = "--model", weights: bo
     if weights:
         files = sorted(p.name for p in folder.iterdir() if p.is_file())
         problems = weight_problems(folder, files)
+        mismatch = None if problems else config_weight_mismatch(folder, config, files)
+        if mismatch:
+            problems.append(f"{mismatch}: the weights are not this config's model (overwritten?)")
         if problems:
             raise ValueError(f"{flag} {folder}: {'; '.join(problems)}; re-save or re-download the model")
     return config

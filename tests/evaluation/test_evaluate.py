@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from hf_longrope2 import cli
 from hf_longrope2.evaluation import EvalConfig
+from hf_longrope2.evaluation import runner as evaluation_runner
 from hf_longrope2.evaluation.config import merge_repeated_flags
 from hf_longrope2.evaluation.report import MODEL_KEYS, REPORT_KEYS
 from hf_longrope2.tiny.models import char_tokenizer, tiny_model
@@ -148,6 +149,30 @@ def test_lm_eval_tasks_join_the_report(models, tmp_path):
     right = [loglikelihood(r["q"], " " + r["choices"][0]) > loglikelihood(r["q"], " " + r["choices"][1]) for r in rows]
     assert acc == pytest.approx(sum(right) / len(rows)) and report["models"]["base"]["ruler"] == {}
     assert "## lm-eval" in (out / "report.md").read_text() and "ruler" not in report["files"]
+
+
+@pytest.mark.parametrize(("task", "message"), [
+    ("tiny_missing_data", "lm-eval task 'tiny_missing_data' cannot load its data"),
+    ("tiny_sun", "lm-eval does not know the tasks ['tiny_sun']"),
+])
+def test_lm_eval_problems_fail_before_any_cell(models, tmp_path, monkeypatch, capsys, task, message):
+    """An lm-eval task that cannot run fails up front, not after hours of NIAH and perplexity cells."""
+    pytest.importorskip("lm_eval")
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "missing.yaml").write_text(
+        f"task: tiny_missing_data\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+        f"    test: {tmp_path / 'nowhere.jsonl'}\ntest_split: test\noutput_type: loglikelihood\n"
+        "doc_to_text: '{{q}}'\ndoc_to_target: '{{a}}'\nmetric_list:\n  - metric: perplexity\n"
+    )
+
+    def no_cells(*args, **kwargs):
+        raise AssertionError("a cell ran before the lm-eval check")
+
+    monkeypatch.setattr(evaluation_runner, "evaluate_models", no_cells)
+    argv = ["eval", "--model", str(models / "base"), "--output-dir", str(tmp_path / "report"), "--lengths", "768",
+            "--lm-eval-tasks", task, "--lm-eval-include-path", str(tmp_path / "tasks")]
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

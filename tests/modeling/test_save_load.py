@@ -32,7 +32,7 @@ def saved(tmp_path_factory):
         for k, v in ids.items():
             torch.save(v, root / f"{model_type}-{k}.pt")
         out[model_type] = {"dir": folder, "ref": ref, "base": base}
-    jobs = []
+    jobs, untrusted = [], []
     for model_type in MODEL_TYPES:
         for length in ("short", "long"):
             inputs = str(root / f"{model_type}-{length}.pt")
@@ -50,7 +50,7 @@ def saved(tmp_path_factory):
                     "output": str(root / f"{model_type}-{length}-serving.pt"),
                 },
             ]
-        jobs.append(
+        untrusted.append(
             {
                 "dir": str(root / model_type),
                 "trust_remote_code": False,
@@ -58,6 +58,9 @@ def saved(tmp_path_factory):
                 "output": str(root / f"{model_type}-noflag.pt"),
             }
         )
+    # A trusted load registers the model type in its process (so AutoTokenizer does not prompt after it): the
+    # untrusted loads get a process of their own, as a user's first load would.
+    load_in_isolation(untrusted, root)
     load_in_isolation(jobs, root)
     return root, out
 
@@ -118,6 +121,11 @@ def test_serving_export_matches_on_long_inputs(saved, model_type):
     arch = architecture_for(model_type)
     assert config["model_type"] == model_type and "auto_map" not in config
     assert not list((root / f"{model_type}-serving").glob("*.py"))
+    if arch.nested_rope_key is None:  # the transformers 4.x spelling too (4.x itself: tests/publish/test_transformers4.py)
+        params = config["rope_parameters"]
+        assert config["rope_theta"] == params["rope_theta"]
+        assert config["rope_scaling"] == {k: v for k, v in params.items() if k != "rope_theta"}
+        assert config["original_max_position_embeddings"] == params["original_max_position_embeddings"]
     long = torch.load(root / f"{model_type}-long-serving.pt")
     assert long["class"] == f"{arch.base_model_class.__module__}.{arch.base_model_class.__name__}"
     torch.testing.assert_close(long["logits"], out[model_type]["ref"]["long"], rtol=0, atol=1e-5)
@@ -140,3 +148,37 @@ def test_export_refuses_bad_input(tmp_path, saved):
     with pytest.raises(ValueError, match="not a longrope2 model"):
         hf_longrope2.export_for_serving(plain, tmp_path / "dst2")
     assert not (tmp_path / "dst2").exists()
+
+
+def test_outputs_share_no_writable_file_with_their_source(tmp_path, tiny_llama, tiny_search):
+    """Editing an export or a search output never edits its source; --link is the explicit way to share weights."""
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(tiny_search, src)
+    (src / "README.md").write_text("the source's card\n")
+    served = hf_longrope2.export_for_serving(src, tmp_path / "served")
+    for path in served.iterdir():
+        if (src / path.name).exists():
+            assert not path.samefile(src / path.name), path.name
+    (served / "README.md").write_text("the export's card\n")
+    assert (src / "README.md").read_text() == "the source's card\n"
+    linked = hf_longrope2.export_for_serving(src, tmp_path / "linked", link=True)
+    assert (linked / "model.safetensors").samefile(src / "model.safetensors")
+    assert not (linked / "tokenizer.json").samefile(src / "tokenizer.json")
+    # the search output's weights are not the base's file either
+    assert not (tiny_search / "model.safetensors").samefile(tiny_llama / "model.safetensors")
+
+
+def test_load_check_catches_weights_of_another_model(tmp_path, tiny_llama):
+    import shutil
+
+    from hf_longrope2.utils.loading import model_source
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_llama, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["num_hidden_layers"] += 1
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="the weights have 2 layers, config.json says 3"):
+        model_source(str(folder))

@@ -103,3 +103,42 @@ def test_refuses_what_llama_cpp_cannot_represent(extended, exported, tmp_path, c
     assert cli.main(["export-gguf", "--model", str(extended), "--output-file", str(exported)]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err and exported.stat().st_mtime_ns == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["char", "qwen2"]  # no file, no temporary left
+
+
+def test_convert_gguf_brings_the_extension_back(extended, exported, tmp_path):
+    """export-gguf then convert-gguf: the longrope2 model again (factors, windows, same logits past the window)."""
+    from transformers import AutoModelForCausalLM
+
+    from hf_longrope2.publish.gguf_convert import convert_gguf
+
+    back = convert_gguf(exported, tmp_path / "back")
+    config, source = (json.loads((f / "config.json").read_text()) for f in (back, extended))
+    assert config["model_type"] == "longrope2_llama" and config["max_position_embeddings"] == 2048
+    for key in ("rope_type", "original_max_position_embeddings", "long_factor", "rope_theta"):
+        assert config["rope_parameters"][key] == pytest.approx(source["rope_parameters"][key], rel=1e-6), key
+    ids = torch.randint(5, 4000, (1, 600), generator=torch.Generator().manual_seed(0))  # past the 256 window
+    with torch.no_grad():
+        logits = [AutoModelForCausalLM.from_pretrained(f, dtype=torch.float32)(ids).logits for f in (extended, back)]
+    torch.testing.assert_close(logits[1], logits[0], rtol=0, atol=1e-4)
+
+
+def test_convert_gguf_refuses_a_scaling_it_cannot_carry(exported, tmp_path):
+    from hf_longrope2.publish.gguf_convert import gguf_rope_extension
+
+    reader = gguf.GGUFReader(exported)
+    writer = gguf.GGUFWriter(str(tmp_path / "yarn-scaled.gguf"), "llama")
+    for field in reader.fields.values():
+        if field.name.startswith("GGUF.") or field.name == "general.architecture":
+            continue
+        value = field.contents()
+        if field.name == "llama.rope.scaling.type":
+            value = "yarn"
+        writer.add_key_value(field.name, value, field.types[0], sub_type=field.types[-1] if len(field.types) > 1 else None)
+    for t in reader.tensors[:1]:
+        writer.add_tensor(t.name, np.asarray(t.data), raw_dtype=t.tensor_type)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ValueError, match="uses rope scaling 'yarn'"):
+        gguf_rope_extension(tmp_path / "yarn-scaled.gguf")

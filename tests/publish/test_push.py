@@ -15,8 +15,7 @@ import huggingface_hub
 import pytest
 
 from hf_longrope2 import cli
-from hf_longrope2.extension import export_for_serving
-from hf_longrope2.publish.cards import write_model_card
+from hf_longrope2.publish.cards import export_with_card, write_model_card
 from hf_longrope2.tiny.models import char_tokenizer, extended_pair, save_tiny_model
 
 REPO = "my-org/tiny-longrope2"
@@ -224,7 +223,7 @@ def test_no_token_is_an_error_before_any_request(model_dir, hub, capsys):
 
 
 def test_a_longrope_serving_export_passes(folder, hub, tmp_path, capsys):
-    served = export_for_serving(folder, tmp_path / "served")
+    served = export_with_card(folder, tmp_path / "served")
     assert cli.main(["push", "--model", str(served), "--repo-id", REPO, "--dry-run"]) == 0
     files = _dry_run_files(capsys.readouterr().out)
     assert "config.json" in files and "README.md" in files and not any(f.endswith(".py") for f in files)

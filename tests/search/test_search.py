@@ -73,8 +73,10 @@ def test_search_writes_a_loadable_extended_model(assets, tmp_path):
     for key in ("settings", "versions", "wall_time_s", "sample_forwards"):
         assert key in log
     assert {"critical_dim", "score", "key", "tail"} <= set(log["evaluated"][0])
-    assert log["weights"] == "linked" and (out / "model.safetensors").stat().st_ino == (
+    # the base's weight files, copied (never shared: a base overwritten later must not change this output)
+    assert log["weights"] in ("cloned", "copied") and (out / "model.safetensors").stat().st_ino != (
         assets / "tiny" / "model.safetensors").stat().st_ino
+    assert (out / "model.safetensors").read_bytes() == (assets / "tiny" / "model.safetensors").read_bytes()
     for png in ("search_progress.png", "factors.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not Path(f"{out}.search-state").exists() and (out / "tokenizer.json").exists()

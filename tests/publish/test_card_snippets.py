@@ -1,0 +1,71 @@
+"""Every kind of card the project writes: its metadata, and its snippets run as written (in a fresh interpreter
+without hf_longrope2, stdin closed, a time limit): no prompt, no warning, no stall."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from huggingface_hub import ModelCard
+from snippets import bash_blocks, python_blocks, run_user_code
+
+from hf_longrope2.publish.cards import export_with_card, write_model_card
+from hf_longrope2.publish.hub import render_card
+
+REQUIRED = {"license": "apache-2.0", "library_name": "transformers", "pipeline_tag": "text-generation"}
+
+
+@pytest.fixture(scope="module")
+def cards(tmp_path_factory, tiny_search):
+    """{kind: (folder, card text)} for search, export-serving, midtrain (and so demo) and push --write-card."""
+    root = tmp_path_factory.mktemp("cards")
+    out = {"search": (tiny_search, (tiny_search / "README.md").read_text())}
+    served = export_with_card(tiny_search, root / "served")
+    out["export-serving"] = (served, (served / "README.md").read_text())
+    midtrained = root / "midtrained"
+    shutil.copytree(tiny_search, midtrained)
+    log = {"settings": {"model": {"model_name_or_path": str(tiny_search)},
+                        "training": {"output_dir": str(midtrained), "max_steps": 2, "target_length": 512,
+                                     "mixture": [{"dataset": "HuggingFaceFW/fineweb-edu", "weight": 1.0}]}},
+           "log_history": [{"step": 2}], "train": {"train_loss": 3.0}}
+    write_model_card(midtrained, base_model=str(tiny_search), midtrain=log)
+    out["midtrain"] = (midtrained, (midtrained / "README.md").read_text())
+    out["push"] = (tiny_search, render_card(tiny_search, "my-org/tiny-longrope2"))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["search", "export-serving", "midtrain", "push"])
+def test_card_metadata_and_name(cards, kind):
+    folder, text = cards[kind]
+    data = ModelCard(text).data
+    for key, value in REQUIRED.items():
+        assert getattr(data, key) == value, key
+    assert "longrope2" in data.tags
+    assert data.base_model is None  # the tiny base is a local folder, never taken for a Hub id
+    name = "my-org/tiny-longrope2" if kind == "push" else str(folder)
+    assert f'from_pretrained("{name}"' in text and f"# {name.split('/')[-1]}\n" in text
+    assert "Needs transformers" in text
+    if kind == "midtrain":
+        assert data.datasets == ["HuggingFaceFW/fineweb-edu"]
+
+
+@pytest.mark.parametrize("kind", ["search", "export-serving", "midtrain"])
+def test_card_snippets_run_as_written(cards, kind):
+    folder, text = cards[kind]
+    blocks = python_blocks(text)
+    assert blocks
+    for code in blocks:
+        run_user_code(code, folder.parent)
+    for line in (x for block in bash_blocks(text) for x in block.splitlines()):
+        assert not line.startswith("hf-longrope2"), line  # the card's commands are inline: checked below
+    for command in [c for c in text.split("`") if c.startswith("hf-longrope2 export-serving")]:
+        words = command.split()[1:]
+        target = folder.parent / f"served-from-{kind}"
+        words[words.index("--output-dir") + 1] = str(target)
+        done = subprocess.run([sys.executable, "-m", "hf_longrope2.cli", *words], cwd=folder.parent,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert json.loads((target / "config.json").read_text())["rope_parameters"]["rope_type"] == "longrope"
