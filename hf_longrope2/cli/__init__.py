@@ -20,6 +20,7 @@ pay for TRL or datasets. Nothing in the package imports this package; recipes/*.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import os
 import shlex
 import signal
@@ -33,6 +34,7 @@ import yaml
 
 from ..utils.arguments import Parser, parse_dataclasses, read_yaml, split_config
 from ..utils.arguments import make_parser as make_dataclass_parser
+from ..utils.environment import __version__
 from ..utils.run_folder import RunFolder
 
 
@@ -101,8 +103,27 @@ VERBS: dict[str, Verb] = {
 }
 
 
+REPOSITORY_LABELS = ("repository", "source", "source code", "homepage")
+
+
+def repository_url() -> str | None:
+    """The repository URL of the installed package's ``[project.urls]`` (Repository, Source or Homepage), or None."""
+    try:
+        entries = importlib.metadata.metadata("hf-longrope2").get_all("Project-URL") or []
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    urls = {}
+    for entry in entries:  # "Label, https://..."
+        label, _, url = entry.partition(",")
+        urls[label.strip().lower()] = url.strip()
+    return next((urls[label] for label in REPOSITORY_LABELS if urls.get(label)), None)
+
+
 def epilog(page: str) -> str:
-    """The ``--help`` epilog of a verb: where its documentation page is."""
+    """The ``--help`` epilog of a verb: its documentation page, under the repository URL when the package names one."""
+    url = repository_url()
+    if url:
+        return f"Documentation: {url.rstrip('/')}/blob/main/docs/{page}.md (README.md links every page)."
     return f"Documentation: docs/{page}.md in the hf-longrope2 repository (README.md links every page)."
 
 
@@ -137,6 +158,7 @@ def _usage() -> str:
     width = max(map(len, listed))
     lines = [
         "usage: hf-longrope2 [--debug] <command> [options]   (hf-longrope2 <command> --help for its options)",
+        "       hf-longrope2 --version",
         "",
         "commands:",
     ]
@@ -209,8 +231,9 @@ def run_command(name: str, argv: Sequence[str], debug: bool = False) -> int:
     except EXPECTED_ERRORS as exc:
         if debug:
             raise
+        # a message the user can act on: no "--debug" hint (unexpected errors keep their traceback, which is the hint)
         message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"hf-longrope2 {name}: error: {message} (traceback: hf-longrope2 --debug {name} ...)", file=sys.stderr)
+        print(f"hf-longrope2 {name}: error: {message}", file=sys.stderr)
         return 2
 
 
@@ -220,9 +243,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = False
     while argv and argv[0] == "--debug":
         debug, argv = True, argv[1:]
-    if not argv or argv[0] in ("-h", "--help"):
+    if argv and argv[0] in ("-V", "--version"):
+        print(f"hf-longrope2 {__version__}")
+        return 0
+    if not argv:  # a usage error: the list of commands on stderr, status 2
+        print(_usage(), file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
         print(_usage())
-        return 0 if argv else 2
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in VERBS or not VERBS[name].listed:
         listed = [n for n, v in VERBS.items() if v.listed]

@@ -19,6 +19,8 @@ from ..utils.loading import model_source
 from .in_place import extend
 from .saving import ready_to_save
 
+DEFAULT_METHOD = "yarn"  # what `extend` uses without --method (said on stderr)
+
 
 def extend_pretrained(model: str, output_dir: str | Path, target_length: int, *, method: str = "yarn",
                       factors_file: str | None = None, original_length: int | None = None, dtype: str = "auto",
@@ -79,8 +81,12 @@ class ExtendArguments:
     target_length: int = field(
         default=0, metadata={"help": "Target context length (max_position_embeddings) in tokens (required)"}
     )
-    method: str = field(
-        default="yarn", metadata={"help": f"Factor vector: one of {METHODS}; ignored with --factors-file"}
+    method: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Factor vector: one of {METHODS}; ignored with --factors-file. Not given: yarn, and a line on "
+            "stderr says so"
+        },
     )
     factors_file: str | None = field(
         default=None, metadata={"help": "JSON file with 'long_factor' (and optional 'critical_dim', 'long_mscale')"}
@@ -94,7 +100,7 @@ class ExtendArguments:
     def __post_init__(self) -> None:
         require_fields(self, "model", "output_dir")
         check_token_count("--target-length", self.target_length)
-        if self.method not in METHODS:
+        if self.method is not None and self.method not in METHODS:
             raise ValueError(f"--method must be one of {METHODS}, got {self.method!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
@@ -102,7 +108,13 @@ class ExtendArguments:
 
 def run_extend(args: ExtendArguments) -> PreTrainedModel:
     """``hf-longrope2 extend``: [`extend_pretrained`] and one line saying what it did."""
-    model = extend_pretrained(args.model, args.output_dir, args.target_length, method=args.method,
+    method = args.method
+    if method is None:
+        method = DEFAULT_METHOD
+        if args.factors_file is None:
+            print(f"no --method given: using {DEFAULT_METHOD} (choose with --method {'/'.join(METHODS)})",
+                  file=sys.stderr)
+    model = extend_pretrained(args.model, args.output_dir, args.target_length, method=method,
                               factors_file=args.factors_file, original_length=args.original_length, dtype=args.dtype,
                               overwrite=args.overwrite)
     p = LongRoPE2Parameters.from_config(model.config)

@@ -15,6 +15,7 @@ from ..utils.environment import DTYPES
 from ..utils.run_folder import RunFolder
 from .space import SPACES
 
+DEFAULT_PARENTS = 32  # the paper's, for its population of 64
 RACING = ("paired", "exact", "off")  # how candidates are dropped before their last sample (search/scoring.py)
 
 
@@ -39,7 +40,11 @@ class SearchConfig:
     population: int = field(default=64, metadata={"help": "Population size P (paper: 64)"})
     iterations: int = field(default=40, metadata={"help": "Evolution iterations after the initial population"})
     mutation_prob: float = field(default=0.3, metadata={"help": "Per-pair mutation / crossover probability"})
-    parents: int = field(default=32, metadata={"help": "Elitist parents kept per iteration (at most P/2 is used)"})
+    parents: int | None = field(
+        default=None,
+        metadata={"help": f"Elitist parents kept per iteration, at most P/2 (a note says when that caps it); "
+                  f"default: {DEFAULT_PARENTS} or P/2, the smaller"},
+    )
     critical_dims: str | None = field(
         default=None,
         metadata={
@@ -87,6 +92,11 @@ class SearchConfig:
     def __post_init__(self) -> None:
         require_fields(self, "model", "output_dir")
         check_token_count("--target-length", self.target_length)
+        # not a field, so not in asdict(): a resumed search compares the resolved number, and only a --parents the
+        # user gave earns the "capped at P/2" note
+        self.parents_given = self.parents is not None
+        if self.parents is None:
+            self.parents = min(DEFAULT_PARENTS, max(1, self.population // 2))
         checks = {
             "num_samples": self.num_samples >= 1,
             "population": self.population >= 2,

@@ -180,6 +180,7 @@ def run(config: SearchConfig, *, scorer: type[FactorScorer] = FactorScorer, sear
     folder = config.run_folder
     folder.begin(overwrite=config.overwrite, resume=config.resume)
     args = replace(config, model=model_source(config.model))  # the caller's config is left as it was
+    args.parents_given = config.parents_given  # replace() passes the resolved number back in
     if args.resume:
         state, state_file = folder.read_state(), folder.state_file
         if not isinstance(state, dict) or "settings" not in state:
@@ -215,7 +216,7 @@ def run(config: SearchConfig, *, scorer: type[FactorScorer] = FactorScorer, sear
     }
     if not args.resume:
         state = Search.new_state(args, random.Random(args.seed), seeds)
-    if args.parents > args.population // 2 and distributed.is_main_process:
+    if args.parents_given and args.parents > args.population // 2 and distributed.is_main_process:
         print(f"note: --parents {args.parents} > population/2; using {args.population // 2}", file=sys.stderr)
     model = load_model(args, distributed.device)
     evaluate = scorer(model, samples, args.target_length, args.batch_size)

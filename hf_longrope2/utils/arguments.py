@@ -33,8 +33,34 @@ class ArgumentError(ValueError):
     """A bad flag or YAML value; the message names it and what is accepted."""
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows ``(default: x)`` except where it misleads or says nothing: a required field's placeholder, a ``--no_x``
+    flag's, None."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if "(required" in (action.help or "") or _is_negation(action) or action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _is_negation(action: argparse.Action) -> bool:
+    """Whether `action` is the ``--no_x`` flag `HfArgumentParser` adds for a boolean field that defaults to True."""
+    return bool(action.option_strings) and action.option_strings[0].startswith("--no_")
+
+
+def tidy_help(parser: argparse.ArgumentParser) -> None:
+    """Give every ``--no_x`` flag its own help (`HfArgumentParser` copies the ``--x`` flag's text onto it)."""
+    for action in parser._actions:
+        if _is_negation(action) and action.help is not argparse.SUPPRESS:
+            action.help = f"Set {action.dest} to false (--{action.dest} is on by default)"
+
+
 class Parser(HfArgumentParser):
     """`HfArgumentParser` whose errors raise [`ArgumentError`] (``--help`` still prints and exits 0)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        tidy_help(self)
 
     def error(self, message: str):  # argparse calls this for every parse error
         raise ArgumentError(message)
@@ -89,7 +115,7 @@ def _flag_for(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     """dest -> the action that sets it (the positive flag, not ``--no_x``)."""
     actions = {}
     for action in parser._actions:
-        if action.dest in ("help", "config") or not action.option_strings:
+        if action.dest in ("help", "help_all", "config") or not action.option_strings:
             continue
         if action.dest not in actions and not action.option_strings[0].startswith("--no_"):
             actions[action.dest] = action
