@@ -57,6 +57,7 @@ class Case:
     message: str  # a substring of the one error line
     setup: Callable[[Path, Path], None] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None  # run in this folder under the test's folder
 
 
 def _write(path: Path, text: str) -> Path:
@@ -76,6 +77,25 @@ def _parent_is_file(models: Path, tmp: Path) -> None:
 def _user_folder(models: Path, tmp: Path) -> None:
     shutil.copytree(models / "ext", tmp / "mine")
     _write(tmp / "mine" / "NOTES.md", "the user's notes")
+
+
+def _project(models: Path, tmp: Path) -> None:
+    """proj/ (the user's work: src/, a factors file) and mine/ (a model folder of the user's, with notes)."""
+    _write(tmp / "proj" / "src" / "main.py", "print('the user's code')\n")
+    _write(tmp / "proj" / "factors.json", json.dumps({"long_factor": [1.0, 1.5, 2.0, 2.0]}))
+    _user_folder(models, tmp)
+
+
+def _symlink(target: str) -> Callable[[Path, Path], None]:
+    def setup(models: Path, tmp: Path) -> None:
+        _project(models, tmp)
+        (tmp / "link").symlink_to(tmp / target)
+    return setup
+
+
+def _left_aside(models: Path, tmp: Path) -> None:
+    """What a run killed between the two renames of an --overwrite leaves: the old output aside, none in place."""
+    shutil.copytree(models / "ext", tmp / ".out.replaced-4242")
 
 
 def _pretokenized(tmp: Path, documents: list[list[int]]) -> None:
@@ -148,6 +168,33 @@ CASES: dict[str, Case] = {
                                          _user_folder),
     "export-into-a-model-folder": Case(lambda m, t: ["export-serving", "--model", str(m / "ext"), "--output-dir",
                                                      str(t / "mine")], 2, "exists and is not empty", _user_folder),
+    # outputs that are, contain or sit inside the current directory or an input: refused before any work
+    "extend-output-is-cwd-overwrite": Case(lambda m, t: ["extend", "--model", str(m / "base"), "--target-length",
+                                                         "256", "--output-dir", ".", "--overwrite"], 2,
+                                           "--output-dir . is the current directory", _project, cwd="proj"),
+    "search-output-is-cwd": Case(lambda m, t: ["search", "--model", str(m / "base"), "--target-length", "256",
+                                               "--dataset", "builtin:pydoc", "--output-dir", "."], 2,
+                                 "--output-dir . is the current directory", _project, cwd="proj"),
+    "extend-output-contains-cwd": Case(_extend("base", "proj", "--overwrite"), 2,
+                                       "proj contains the current directory", _project, cwd="proj/src"),
+    "eval-output-is-its-model": Case(lambda m, t: ["eval", "--model", str(t / "mine"), "--lengths", "32",
+                                                   "--output-dir", str(t / "mine"), "--overwrite"], 2,
+                                     "mine is --model", _project),
+    "export-output-is-its-model": Case(lambda m, t: ["export-serving", "--model", str(t / "mine"), "--output-dir",
+                                                     str(t / "mine"), "--overwrite"], 2, "mine is --model", _project),
+    "extend-output-inside-its-model": Case(lambda m, t: ["extend", "--model", str(t / "mine"), "--target-length",
+                                                         "256", "--output-dir", str(t / "mine" / "long")], 2,
+                                           "mine/long is inside --model", _project),
+    "extend-output-contains-factors-file": Case(lambda m, t: [*_extend("base", "proj", "--overwrite")(m, t),
+                                                              "--factors-file", str(t / "proj" / "factors.json")], 2,
+                                                "proj contains --factors-file", _project),
+    "extend-output-is-a-symlink": Case(_extend("base", "link", "--overwrite"), 2,
+                                       "link is a symbolic link (to", _symlink("mine")),
+    "extend-output-dangling-symlink": Case(_extend("base", "link"), 2, "which does not exist", _symlink("nowhere")),
+    "midtrain-output-dangling-symlink": Case(lambda m, t: [*_midtrain("ext", "link")(m, t), "--max_steps", "1"], 2,
+                                             "link is a symbolic link", _symlink("nowhere")),
+    "extend-old-output-left-aside": Case(_extend("base"), 2,
+                                         ".out.replaced-4242 holds the previous", _left_aside),
     # YAML: syntax errors with their line, values through the flags' types
     "yaml-syntax-error": Case(lambda m, t: ["extend", "--config", str(t / "bad.yaml")], 2,
                               "bad.yaml: YAML syntax error at line 2",
@@ -267,6 +314,8 @@ def test_bad_input_is_one_line_exit_code_and_nothing_written(name, models, tmp_p
     work.mkdir()
     if case.setup:
         case.setup(models, work)
+    if case.cwd:
+        monkeypatch.chdir(work / case.cwd)
     argv = case.argv(models, work)
     before = _tree(models, work)
     code = cli.main(argv)
