@@ -26,6 +26,15 @@ TINY_RECIPE = str(ROOT / "recipes" / "tiny" / "midtrain.yaml")
 TOKEN = "hf_" + "Zq8" * 11 + "x"  # token-shaped: hf_ + 34 alphanumerics
 
 
+BROKEN_LONGROPE2: dict[str, Callable[[dict], None]] = {
+    "no_rope_type": lambda rope: rope.pop("rope_type"),
+    "original_above_max": lambda rope: rope.update(original_max_position_embeddings=256),  # max is 128
+    "short_long_factor": lambda rope: rope.update(long_factor=rope["long_factor"][:-1]),  # 7 of 8 pairs
+    "huge_mscale": lambda rope: rope.update(long_mscale=1e300),  # finite in float64, inf in float32
+    "factor_below_one": lambda rope: rope["long_factor"].__setitem__(0, 0.5),
+}
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, tiny_llama) -> Path:
     """base/ (plain tiny Llama), ext/ (extended, with card), nan/ (ext with a NaN long factor), broken copies."""
@@ -39,6 +48,11 @@ def models(tmp_path_factory, tiny_llama) -> Path:
     config = json.loads((root / "nan" / "config.json").read_text())
     config["rope_parameters"]["long_factor"][0] = float("nan")
     (root / "nan" / "config.json").write_text(json.dumps(config))  # json writes NaN, as Python does
+    for name, edit in BROKEN_LONGROPE2.items():  # saved longrope2 configs that contradict themselves
+        shutil.copytree(root / "ext", root / name)
+        config = json.loads((root / name / "config.json").read_text())
+        edit(config["rope_parameters"])
+        (root / name / "config.json").write_text(json.dumps(config))
     shutil.copytree(root / "base", root / "trunc_config")
     text = (root / "trunc_config" / "config.json").read_text()
     (root / "trunc_config" / "config.json").write_text(text[: len(text) // 2])
@@ -127,6 +141,14 @@ def _midtrain(model: str, out: str = "out") -> Callable[[Path, Path], list[str]]
                          "--output_dir", str(t / out)]
 
 
+def _push(model: str) -> Callable[[Path, Path], list[str]]:
+    return lambda m, t: ["push", "--model", str(m / model), "--repo-id", "me/x", "--dry-run"]
+
+
+def _export(model: str) -> Callable[[Path, Path], list[str]]:
+    return lambda m, t: ["export-serving", "--model", str(m / model), "--output-dir", str(t / "out")]
+
+
 CASES: dict[str, Case] = {
     # a local path that does not exist: refused at once, never sent to the Hub
     "extend-missing-model": Case(_extend("nope"), 2, "nope: no such folder"),
@@ -152,6 +174,29 @@ CASES: dict[str, Case] = {
     "eval-nan-config": Case(_eval("nan"), 2, "rope_parameters.long_factor[0] is nan"),
     "extend-nan-config": Case(_extend("nan"), 2, "rope_parameters.long_factor[0] is nan"),
     "search-nan-config": Case(_search("nan"), 2, "rope_parameters.long_factor[0] is nan"),
+    # saved longrope2 configs that contradict themselves: one validator, every verb that loads a model folder
+    "eval-no-rope-type": Case(_eval("no_rope_type"), 2, "config.json: rope_parameters.rope_type is missing but"),
+    "push-dry-run-no-rope-type": Case(_push("no_rope_type"), 2, "rope_parameters.rope_type is missing"),
+    "export-no-rope-type": Case(_export("no_rope_type"), 2, "rope_parameters.rope_type is missing"),
+    "eval-original-above-max": Case(_eval("original_above_max"), 2, "config.json: rope_parameters.original_max_"
+                                    "position_embeddings is 256, not below max_position_embeddings 128"),
+    "push-dry-run-original-above-max": Case(_push("original_above_max"), 2, "is 256, not below max_position"),
+    "export-original-above-max": Case(_export("original_above_max"), 2, "is 256, not below max_position"),
+    "midtrain-original-above-max": Case(_midtrain("original_above_max"), 2, "is 256, not below max_position"),
+    "eval-long-factor-wrong-length": Case(_eval("short_long_factor"), 2, "config.json: rope_parameters.long_factor "
+                                          "has 7 values; it must be a list of 8 factors, one per rotary pair"),
+    "export-long-factor-wrong-length": Case(_export("short_long_factor"), 2, "long_factor has 7 values"),
+    "extend-long-factor-wrong-length": Case(_extend("short_long_factor"), 2, "long_factor has 7 values"),
+    "search-long-factor-wrong-length": Case(_search("short_long_factor"), 2, "long_factor has 7 values"),
+    "eval-long-mscale-1e300": Case(_eval("huge_mscale"), 2, "config.json: rope_parameters.long_mscale is 1e+300; "
+                                   "rope factors, scales and lengths must be finite numbers > 0 and <= 3.4e38"),
+    "push-dry-run-long-mscale-1e300": Case(_push("huge_mscale"), 2, "rope_parameters.long_mscale is 1e+300"),
+    "midtrain-long-mscale-1e300": Case(_midtrain("huge_mscale"), 2, "rope_parameters.long_mscale is 1e+300"),
+    "export-gguf-long-mscale-1e300": Case(lambda m, t: ["export-gguf", "--model", str(m / "huge_mscale"),
+                                                        "--output-file", str(t / "x.gguf")], 2,
+                                          "rope_parameters.long_mscale is 1e+300"),
+    "export-long-factor-below-one": Case(_export("factor_below_one"), 2,
+                                         "rope_parameters.long_factor[0] is 0.5; factors must be >= 1"),
     # output paths: an existing file, a parent that cannot be written, a user's folder
     "extend-output-is-a-file": Case(_extend("base", "taken"), 2, "taken is an existing file", _output_is_file),
     "search-output-is-a-file": Case(_search("base", "taken"), 2, "taken is an existing file", _output_is_file),
