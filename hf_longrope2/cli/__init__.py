@@ -32,8 +32,9 @@ from typing import Any
 
 import yaml
 
-from ..utils.arguments import Parser, parse_dataclasses, read_yaml, split_config
+from ..utils.arguments import Parser, flag_name, parse_dataclasses, read_yaml, split_config
 from ..utils.arguments import make_parser as make_dataclass_parser
+from ..utils.atomic import check_output_apart_from_inputs
 from ..utils.environment import __version__
 from ..utils.run_folder import RunFolder
 
@@ -147,9 +148,38 @@ def parse_args(name: str, argv: Sequence[str]) -> Any:
     return config_cls(*parsed) if len(classes) > 1 else parsed[0]
 
 
+# The fields of the verbs' configs that name what a run reads, and what it writes.
+INPUT_FIELDS = ("model", "model_name_or_path", "factors_file", "dataset", "ppl_dataset", "mixture", "gguf_file",
+                "lm_eval_include_path", "resume_from_checkpoint")
+OUTPUT_FIELDS = ("output_dir", "output_file")
+
+
+def _fields(config: Any, names: Sequence[str]) -> list[tuple[str, str]]:
+    """``(flag, value)`` of every field of `config` (or of its parts, for midtrain's) in `names` that holds a path."""
+    several = hasattr(config, "CLASSES")  # midtrain: TRL's parser, flags spelt as the fields (--output_dir)
+    parts = [getattr(config, f) for f in config.__dataclass_fields__] if several else [config]
+    found = []
+    for part in parts:
+        for key in names:
+            values = getattr(part, key, None)
+            for value in values if isinstance(values, list | tuple) else [values]:
+                if isinstance(value, str | os.PathLike) and str(value):
+                    found.append((f"--{key}" if several else flag_name(key), str(value)))
+    return found
+
+
+def check_outputs_apart_from_inputs(config: Any, config_file: str | None = None) -> None:
+    """Refuse, before any work, an output of the run that is, contains or sits inside one of its inputs."""
+    inputs = _fields(config, INPUT_FIELDS) + ([("--config", config_file)] if config_file else [])
+    for output in _fields(config, OUTPUT_FIELDS):
+        check_output_apart_from_inputs(output, inputs)
+
+
 def run_verb(name: str, argv: Sequence[str]) -> int:
     """Parse and run verb `name`; errors propagate (see [`run_command`] for the command line's handling)."""
-    result = VERBS[name].load_run()(parse_args(name, argv))
+    config = parse_args(name, argv)
+    check_outputs_apart_from_inputs(config, split_config(argv)[0])
+    result = VERBS[name].load_run()(config)
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 

@@ -46,6 +46,28 @@ TRANSFORMERS_RANGE = ">=5.23,<5.25"  # pyproject's pin, when the installed metad
 _TMP_FOLDER = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}$")  # save_atomically's mkdtemp(prefix=".NAME.")
 
 
+def md_text(value) -> str:
+    """`value` (read from a log, a report or a path) as literal markdown text on one line: link, emphasis and
+    heading syntax backslash-escaped, HTML as entities, so nothing in it renders live (a link, an image, a tag).
+    Pipes are left to [`_table`], which escapes its cells."""
+    text = " ".join(str(value).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return re.sub(r"([\\`*_{}\[\]()#+!~])", r"\\\1", text)
+
+
+def md_code(value) -> str:
+    """`value` as one inline code span that nothing in it can close: a fence longer than its longest backtick run
+    (CommonMark), on one line; HTML and links inside a code span are shown, not rendered."""
+    text = " ".join(str(value).split())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _md_or_none(value):
+    return None if value is None else md_text(value)
+
+
 def is_hub_id(name: str | None) -> bool:
     """True for a Hub repo id ``namespace/name`` that is not also a local path or a ``builtin:`` source."""
     if not name or ":" in name or name.count("/") != 1 or os.path.exists(name):
@@ -165,23 +187,23 @@ def _search_summary(search: dict | None) -> dict | None:
         f"{geo['ten_period_dim']}..{geo['theoretical_critical_dim']}" if "ten_period_dim" in geo else None
     )
     return {
-        "objective": s.get("objective", "needle"),
+        "objective": md_text(s.get("objective", "needle")),
         "num_samples": s.get("num_samples"),
         "target_length": s.get("target_length"),
-        "dataset": s.get("dataset"),
-        "max_depth": s.get("max_depth"),
-        "critical_dims": dims,
+        "dataset": md_code(s.get("dataset")),
+        "max_depth": _md_or_none(s.get("max_depth")),
+        "critical_dims": _md_or_none(dims),
         "population": population,
         "parents": parents,
         "iterations": s.get("iterations"),
-        "mutation_prob": s.get("mutation_prob"),
-        "seed": s.get("seed"),
+        "mutation_prob": _md_or_none(s.get("mutation_prob")),
+        "seed": _md_or_none(s.get("seed")),
         "evaluated": len(search.get("evaluated", [])),
         "sample_forwards": search.get("sample_forwards"),
         "num_processes": search.get("num_processes", 1),
         "wall_time_s": search.get("wall_time_s"),
         "best_score": search.get("best", {}).get("score"),
-        "seeds": {name: seed.get("score") for name, seed in search.get("seeds", {}).items()},
+        "seeds": {md_text(name): seed.get("score") for name, seed in search.get("seeds", {}).items()},
         "seeds_better": search.get("seeds_better_than_best") or [],
     }
 
@@ -198,19 +220,19 @@ def _midtrain_summary(midtrain: dict | None) -> dict | None:
     rows_per_step *= processes
     target = t.get("target_length") or packing.get("target_length")
     return {
-        "trainer": script.get("trainer", "trainer"),
+        "trainer": md_text(script.get("trainer", "trainer")),
         "steps": steps,
-        "learning_rate": t.get("learning_rate"),
-        "scheduler": t.get("lr_scheduler_type"),
+        "learning_rate": _md_or_none(t.get("learning_rate")),
+        "scheduler": _md_or_none(t.get("lr_scheduler_type")),
         "warmup_steps": t.get("warmup_steps"),
         "rows_per_step": rows_per_step,
         "num_processes": processes,
         "target_length": target,
         "trained_tokens": steps * rows_per_step * target if steps and target else None,
         "short_fraction": packing.get("short_fraction", t.get("short_fraction")),
-        "lora": f"LoRA r={m.get('lora_r')}, alpha={m.get('lora_alpha')}" if m.get("use_peft") else None,
+        "lora": md_text(f"LoRA r={m.get('lora_r')}, alpha={m.get('lora_alpha')}") if m.get("use_peft") else None,
         "mixture": [
-            f"`{src.get('dataset')}` (weight {src.get('weight', 1.0)})" for src in t.get("mixture") or []
+            f"{md_code(src.get('dataset'))} (weight {md_text(src.get('weight', 1.0))})" for src in t.get("mixture") or []
             if isinstance(src, dict)
         ],
         "rows": packing.get("rows", {}),
@@ -348,7 +370,7 @@ def _table(header: list[str], rows: list[list[str]], numeric_from: int = 1) -> s
     """A markdown table; rows whose numeric cells are all missing are left out."""
     rows = [row for row in rows if any(c != "–" for c in row[numeric_from:])]
     align = ["---" if i < numeric_from else "---:" for i in range(len(header))]
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines = ["| " + " | ".join(c.replace("|", "\\|") for c in header) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
     return "\n".join(lines)
 
@@ -359,7 +381,7 @@ def results_markdown(report: dict, model: str) -> str:
     order = [model] + [name for name in models if name != model]
 
     def label(name: str) -> str:
-        return f"**{name}** (this model)" if name == model else name
+        return f"**{md_text(name)}** (this model)" if name == model else md_text(name)
 
     def window(entry: dict) -> str:
         original, longest = entry.get("original_window"), entry.get("max_position_embeddings")
@@ -368,9 +390,9 @@ def results_markdown(report: dict, model: str) -> str:
         return str(longest or original or "?")
 
     parts = []
-    facts = [f"haystack and documents from `{settings.get('dataset', 'unknown')}`"]
+    facts = [f"haystack and documents from {md_code(settings.get('dataset', 'unknown'))}"]
     if settings.get("depths") is not None:
-        facts.append("needle depths " + ", ".join(f"{d:g}" if isinstance(d, (int, float)) else str(d)
+        facts.append("needle depths " + ", ".join(f"{d:g}" if isinstance(d, (int, float)) else md_text(d)
                                                   for d in settings["depths"]))
     if settings.get("needles_per_cell") is not None:
         facts.append(f"{settings['needles_per_cell']} needles per length and depth")
@@ -381,15 +403,15 @@ def results_markdown(report: dict, model: str) -> str:
     niah = {name: _niah_mean(models[name]) for name in order}
     lengths = _by_number({length for means in niah.values() for length in means})
     if lengths:
-        rows = [[label(n), str(models[n].get("rope_type", "?")), window(models[n])]
+        rows = [[label(n), md_text(models[n].get("rope_type", "?")), window(models[n])]
                 + [_cell(niah[n].get(length), 100) for length in lengths] for n in order]
         parts.append("### Needle in a haystack\n\nRetrieval accuracy (%) by context length, mean over depths:\n\n"
                      + _table(["model", "rope", "window"] + lengths, rows, numeric_from=3))
         cells = models[model].get("niah") or {}
         depths = sorted({d for by_depth in cells.values() for d in by_depth}, key=float)
         if depths:
-            rows = [[d] + [_cell(cells.get(length, {}).get(d), 100) for length in lengths] for d in depths]
-            parts.append(f"Accuracy (%) of `{model}` by needle depth (0 = start of the haystack) and length:\n\n"
+            rows = [[md_text(d)] + [_cell(cells.get(length, {}).get(d), 100) for length in lengths] for d in depths]
+            parts.append(f"Accuracy (%) of {md_code(model)} by needle depth (0 = start of the haystack) and length:\n\n"
                          + _table(["depth"] + lengths, rows))
     ppl_lengths = _by_number({length for n in order for length in models[n].get("perplexity") or {}})
     if ppl_lengths:
@@ -399,7 +421,7 @@ def results_markdown(report: dict, model: str) -> str:
                      + _table(["model"] + ppl_lengths, rows))
     shorts = [n for n in order if models[n].get("short")]
     if shorts:
-        rows = [[label(n), str(models[n]["short"].get("length", "?")), _cell(models[n]["short"].get("ppl"), digits=2),
+        rows = [[label(n), md_text(models[n]["short"].get("length", "?")), _cell(models[n]["short"].get("ppl"), digits=2),
                  _cell(models[n]["short"].get("retention_pct"), digits=1)] for n in shorts]
         parts.append("### Short window\n\nPerplexity inside the original window; retention = 100 × base perplexity"
                      " / model perplexity (100 = the base model's quality is kept):\n\n"
@@ -407,7 +429,7 @@ def results_markdown(report: dict, model: str) -> str:
     ruler = [(n, task) for n in order for task in models[n].get("ruler") or {}]
     if ruler:
         ruler_lengths = _by_number({length for n, task in ruler for length in models[n]["ruler"][task]})
-        rows = [[label(n), task] + [_cell(models[n]["ruler"][task].get(length), 100) for length in ruler_lengths]
+        rows = [[label(n), md_text(task)] + [_cell(models[n]["ruler"][task].get(length), 100) for length in ruler_lengths]
                 for n, task in ruler]
         parts.append("### RULER\n\nAccuracy (%) by context length:\n\n"
                      + _table(["model", "task"] + ruler_lengths, rows, numeric_from=2))
@@ -417,7 +439,7 @@ def results_markdown(report: dict, model: str) -> str:
         rows = [[label(n)] + [_cell((models[n].get("lm_eval") or {}).get(task, {}).get(metric), digits=4)
                               for task, metric in columns] for n in order]
         parts.append("### lm-evaluation-harness\n\n"
-                     + _table(["model"] + [f"{task} {metric}" for task, metric in columns], rows))
+                     + _table(["model"] + [md_text(f"{task} {metric}") for task, metric in columns], rows))
     return "\n\n".join(parts)
 
 
@@ -432,7 +454,7 @@ def _limitations(report: dict | None, model: str | None, target: int, search: di
         if lengths and max(lengths) < target:
             notes.append(f"Evaluated only up to {max(lengths)} tokens, below the {target}-token window.")
     if search and search.get("seeds_better_than_best"):
-        notes.append(f"In the factor search the reference seed(s) {', '.join(search['seeds_better_than_best'])} "
+        notes.append(f"In the factor search the reference seed(s) {', '.join(map(md_text, search['seeds_better_than_best']))} "
                      "scored better than the best LongRoPE2 candidate, which the search space cannot represent.")
     return notes
 
@@ -495,9 +517,9 @@ def render_model_card(
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
-        model_name=title,
+        model_name=md_text(title),  # values from logs and paths: literal text (md_text, md_code), never live
         repo_id=load_id,
-        base_model=base_model,
+        base_model=md_code(base_model) if base_model else None,
         hub_base_model=hub_base,
         serving_export=params.get("rope_type") == "longrope",
         method=extension_method(config, params),

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from safetensors import SafetensorError
+
+logger = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -49,6 +52,11 @@ def write_json_atomically(path: str | Path, data, indent: int = 1) -> Path:
 
 
 def _refuse_taken(out: Path, overwrite: bool) -> Path:
+    if out.is_symlink():
+        target = os.readlink(out)
+        dangling = "" if out.exists() else ", which does not exist"
+        raise FileExistsError(f"--output-dir {out} is a symbolic link (to {target}{dangling}); pass the folder it "
+                              "points to, or a new path")
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--output-dir {out} is an existing file, not a folder; choose another --output-dir")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -56,14 +64,51 @@ def _refuse_taken(out: Path, overwrite: bool) -> Path:
     return out
 
 
+def _refuse_current_directory(out: Path) -> None:
+    """`out` may not be the current directory, or a folder above it (``--overwrite`` would delete the user's work)."""
+    cwd, resolved = Path.cwd().resolve(), out.resolve()
+    if resolved == cwd or cwd.is_relative_to(resolved):
+        where = "is" if resolved == cwd else "contains"
+        raise FileExistsError(f"--output-dir {out} {where} the current directory {cwd}; choose a new folder "
+                              "(an output is written aside and renamed into place)")
+
+
+def _aside_name(out: Path) -> str:
+    """The hidden sibling the previous `out` is renamed to while an ``--overwrite`` puts the new one in place."""
+    return f".{out.name}.replaced-"
+
+
+def _stale_siblings(out: Path) -> None:
+    """Deal with what an earlier run killed mid-``--overwrite`` left beside `out` (see [`publish_folder`]).
+
+    An old output moved aside while the new one is at `out`: the replace finished except for the delete, so the
+    old one is removed. An old output moved aside with nothing at `out`: the run was killed between the two
+    renames; it is the only copy, so this run refuses, naming it.
+    """
+    parent = out.absolute().parent
+    if not parent.is_dir():
+        return
+    for aside in sorted(parent.glob(f"{_aside_name(out)}*")):
+        if out.is_dir():
+            shutil.rmtree(aside, ignore_errors=True)
+        else:
+            raise FileExistsError(f"{aside} holds the previous {out}, left by an interrupted --overwrite: rename it "
+                                  f"back to {out} (or delete it) before writing {out}")
+
+
 def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> Path:
     """Refuse, before any expensive work, an output folder that cannot be (re)written.
 
     Raises:
-        FileExistsError: `output_dir` is a file, or a non-empty folder and not `overwrite`.
+        FileExistsError: `output_dir` is a file, a symbolic link (dangling or not), the current directory or a
+            folder above it, a non-empty folder and not `overwrite`, or its previous version still lies aside
+            from an interrupted ``--overwrite`` (see [`publish_folder`]).
         PermissionError: its parent folder cannot be created or written.
     """
-    out = _refuse_taken(Path(output_dir), overwrite)
+    out = Path(output_dir)
+    _refuse_current_directory(out)  # first: "not empty" would invite the --overwrite that deletes the user's work
+    _refuse_taken(out, overwrite)
+    _stale_siblings(out)
     parent = out.absolute().parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -73,19 +118,59 @@ def check_output_dir(output_dir: str | Path, overwrite: bool = False) -> Path:
     return out
 
 
+def check_output_apart_from_inputs(output: tuple[str, str | Path], inputs: Sequence[tuple[str, str | Path]]) -> None:
+    """Refuse an output that is, contains or sits inside an input of the same run (``eval --model X --output-dir
+    X`` would replace a model with a report). `output` and each input are ``(flag, path)``; inputs that are not
+    local paths (Hub ids, ``builtin:`` datasets) are skipped.
+
+    Raises:
+        FileExistsError: one line naming both paths.
+    """
+    flag, path = output
+    out = Path(path).resolve()
+    for input_flag, value in inputs:
+        if not value or not os.path.lexists(value):
+            continue
+        source = Path(value).resolve()
+        if source == out:
+            relation = "is"
+        elif source.is_relative_to(out):
+            relation = "contains"
+        elif out.is_relative_to(source):
+            relation = "is inside"
+        else:
+            continue
+        raise FileExistsError(f"{flag} {path} {relation} {input_flag} {value}, an input of this run; the output may "
+                              f"not be, contain or sit inside an input: choose another {flag}")
+
+
 def publish_folder(staging: str | Path, output_dir: str | Path, overwrite: bool = False) -> Path:
     """Move the complete folder `staging` (a sibling of `output_dir`) into place, replacing it if `overwrite`.
 
     The output is checked again (it may have appeared while `staging` was written); the parent needs no new
-    write probe, `staging` was just written there.
+    write probe, `staging` was just written there. A replace never leaves `output_dir` without a complete
+    output: the old folder is renamed aside to a hidden sibling, the new one renamed in, and only then the old
+    one deleted; a failure between the renames puts the old one back. (A SIGKILL between the two renames, a
+    window of two system calls, leaves the old one aside: the next run names it, see [`check_output_dir`].)
     """
     staging, out = Path(staging), _refuse_taken(Path(output_dir), overwrite)
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp creates 0700; the result should look like any other folder
-    if out.exists():
-        shutil.rmtree(out)
-    staging.rename(out)
+    if not out.exists():
+        os.rename(staging, out)
+        return out
+    aside = out.with_name(f"{_aside_name(out)}{os.getpid()}")
+    os.rename(out, aside)
+    try:
+        os.rename(staging, out)
+    except BaseException:
+        os.rename(aside, out)
+        raise
+    try:
+        shutil.rmtree(aside)
+    except OSError as exc:  # the new output is complete and in place; the next run removes the rest
+        logger.warning("could not delete the previous %s (moved aside to %s): %s", out, aside, exc)
     return out
 
 

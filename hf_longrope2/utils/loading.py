@@ -8,7 +8,9 @@
 
 [`model_source`] tells a local path from a Hub id: a path that does not exist is refused at once (never sent
 to the Hub), and an existing folder is checked without loading it: ``config.json`` parses, its rope values
-are finite and positive ([`check_rope_values`]), and every ``*.safetensors`` file (and every shard of an
+are finite in float32 and positive ([`check_rope_values`]), a longrope2 config is consistent (rope_type
+present, original window below max_position_embeddings, one long factor per rotary pair:
+[`check_longrope2_config`]), and every ``*.safetensors`` file (and every shard of an
 index) is complete. Everything raises `ValueError` with the file (and key) named and what to do.
 """
 
@@ -21,7 +23,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from ..modeling.rope import rope_parameter_dicts
+from ..modeling.rope import ROPE_TYPE, rope_parameter_dicts, rotary_dim_of, text_config
 
 # rope keys that hold a factor, a scale or a length: finite and > 0 whatever the rope type
 POSITIVE_ROPE_KEYS = (
@@ -29,6 +31,8 @@ POSITIVE_ROPE_KEYS = (
     "original_max_position_embeddings", "beta_fast", "beta_slow", "low_freq_factor", "high_freq_factor",
     "mscale", "mscale_all_dim",
 )
+FLOAT32_MAX = 3.4028234663852886e38  # rope values are computed in float32: a larger value becomes inf there
+LONGROPE2_MODEL_TYPE_PREFIX = "longrope2_"  # the model_type of every longrope2 config class (longrope2_llama, ...)
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 _LAYER = re.compile(r"\blayers\.(\d+)\.")
 
@@ -72,7 +76,8 @@ def read_json(path: str | Path, what: str = "") -> Any:
 
 
 def _bad_number(value: Any) -> bool:
-    return isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0
+    return (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0
+            or value > FLOAT32_MAX)
 
 
 def check_rope_values(config: dict, source: str) -> None:
@@ -85,7 +90,61 @@ def check_rope_values(config: dict, source: str) -> None:
         check_factor_values(rope, source, f"{where}.")
     for key in ("max_position_embeddings", "rope_theta"):
         if key in config and config[key] is not None and _bad_number(config[key]):
-            raise ValueError(f"{source}: {key} is {config[key]!r}; it must be a finite number > 0")
+            raise ValueError(f"{source}: {key} is {config[key]!r}; it must be a finite number > 0 (float32)")
+    check_longrope2_config(config, source)
+
+
+def check_longrope2_config(config: dict, source: str) -> None:
+    """The one check of a saved ``longrope2`` ``config.json`` dict, run by every verb that loads a model folder
+    (through [`check_model_folder_loadable`] and the push checks): a ``longrope2_*`` model_type has a rope dict
+    with ``rope_type: "longrope2"``; a rope dict with long factors names its rope type; and in every
+    ``longrope2`` dict ``original_max_position_embeddings`` is an integer below ``max_position_embeddings``
+    and ``long_factor`` (and ``short_factor``) holds one finite factor >= 1 per rotary pair. (Finiteness in
+    float32 and positivity of every value: [`check_factor_values`].)
+
+    Raises:
+        ValueError: one line naming `source`, the key, its value and what is accepted.
+    """
+    text = text_config(config)
+    if not isinstance(text, dict):
+        return
+    dicts = rope_parameter_dicts(config)
+    for where, rope in dicts.items():
+        if "long_factor" in rope and not (rope.get("rope_type") or rope.get("type")):
+            raise ValueError(f"{source}: {where}.rope_type is missing but {where}.long_factor is set; set "
+                             f"{where}.rope_type to \"{ROPE_TYPE}\" (or \"longrope\" for Phi-3 style factors)")
+    longrope2 = {w: r for w, r in dicts.items() if (r.get("rope_type") or r.get("type")) == ROPE_TYPE}
+    model_type = str(config.get("model_type") or "")
+    if model_type.startswith(LONGROPE2_MODEL_TYPE_PREFIX) and not longrope2:
+        found = {w: r.get("rope_type") for w, r in dicts.items()} or "no rope_parameters"
+        raise ValueError(f"{source}: model_type is {model_type!r} but no rope dict has rope_type \"{ROPE_TYPE}\" "
+                         f"(found {found}); set rope_parameters.rope_type to \"{ROPE_TYPE}\"")
+    max_positions = text.get("max_position_embeddings")
+    for where, rope in longrope2.items():
+        original = rope.get("original_max_position_embeddings")
+        if isinstance(original, bool) or not isinstance(original, int) or original < 1:
+            raise ValueError(f"{source}: {where}.original_max_position_embeddings is {original!r}; it must be the "
+                             "pre-training window, a positive integer")
+        if isinstance(max_positions, int) and original >= max_positions:
+            raise ValueError(f"{source}: {where}.original_max_position_embeddings is {original}, not below "
+                             f"max_position_embeddings {max_positions}; it must be smaller (longrope2 extends "
+                             "the original window to max_position_embeddings)")
+        try:
+            pairs = rotary_dim_of(text, rope) // 2
+        except (TypeError, ZeroDivisionError):  # head size missing: transformers' own loader names it
+            continue
+        for key in ("long_factor", "short_factor"):
+            factors = rope.get(key)
+            if factors is None and key == "short_factor":
+                continue
+            if not isinstance(factors, list) or len(factors) != pairs:
+                shown = f"{len(factors)} values" if isinstance(factors, list) else repr(factors)
+                raise ValueError(f"{source}: {where}.{key} has {shown}; it must be a list of {pairs} factors, "
+                                 f"one per rotary pair (head_dim {2 * pairs} / 2)")
+            below = next((i for i, x in enumerate(factors) if not _bad_number(x) and x < 1), None)
+            if below is not None:
+                raise ValueError(f"{source}: {where}.{key}[{below}] is {factors[below]!r}; factors must be >= 1 "
+                                 "(1.0 keeps a pair's original frequency)")
 
 
 def check_factor_values(values: dict, source: str, prefix: str = "") -> None:
@@ -103,7 +162,7 @@ def check_factor_values(values: dict, source: str, prefix: str = "") -> None:
             if _bad_number(item):
                 at = f"{prefix}{key}" + (f"[{index}]" if index is not None else "")
                 raise ValueError(f"{source}: {at} is {item!r}; rope factors, scales and lengths must be finite "
-                                 "numbers > 0 (re-run the search or extend that wrote it)")
+                                 "numbers > 0 and <= 3.4e38, the float32 maximum (re-run the search or extend that wrote it)")
 
 
 def check_safetensors(path: Path) -> str | None:

@@ -26,6 +26,15 @@ TINY_RECIPE = str(ROOT / "recipes" / "tiny" / "midtrain.yaml")
 TOKEN = "hf_" + "Zq8" * 11 + "x"  # token-shaped: hf_ + 34 alphanumerics
 
 
+BROKEN_LONGROPE2: dict[str, Callable[[dict], None]] = {
+    "no_rope_type": lambda rope: rope.pop("rope_type"),
+    "original_above_max": lambda rope: rope.update(original_max_position_embeddings=256),  # max is 128
+    "short_long_factor": lambda rope: rope.update(long_factor=rope["long_factor"][:-1]),  # 7 of 8 pairs
+    "huge_mscale": lambda rope: rope.update(long_mscale=1e300),  # finite in float64, inf in float32
+    "factor_below_one": lambda rope: rope["long_factor"].__setitem__(0, 0.5),
+}
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, tiny_llama) -> Path:
     """base/ (plain tiny Llama), ext/ (extended, with card), nan/ (ext with a NaN long factor), broken copies."""
@@ -39,6 +48,11 @@ def models(tmp_path_factory, tiny_llama) -> Path:
     config = json.loads((root / "nan" / "config.json").read_text())
     config["rope_parameters"]["long_factor"][0] = float("nan")
     (root / "nan" / "config.json").write_text(json.dumps(config))  # json writes NaN, as Python does
+    for name, edit in BROKEN_LONGROPE2.items():  # saved longrope2 configs that contradict themselves
+        shutil.copytree(root / "ext", root / name)
+        config = json.loads((root / name / "config.json").read_text())
+        edit(config["rope_parameters"])
+        (root / name / "config.json").write_text(json.dumps(config))
     shutil.copytree(root / "base", root / "trunc_config")
     text = (root / "trunc_config" / "config.json").read_text()
     (root / "trunc_config" / "config.json").write_text(text[: len(text) // 2])
@@ -57,6 +71,7 @@ class Case:
     message: str  # a substring of the one error line
     setup: Callable[[Path, Path], None] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None  # run in this folder under the test's folder
 
 
 def _write(path: Path, text: str) -> Path:
@@ -76,6 +91,25 @@ def _parent_is_file(models: Path, tmp: Path) -> None:
 def _user_folder(models: Path, tmp: Path) -> None:
     shutil.copytree(models / "ext", tmp / "mine")
     _write(tmp / "mine" / "NOTES.md", "the user's notes")
+
+
+def _project(models: Path, tmp: Path) -> None:
+    """proj/ (the user's work: src/, a factors file) and mine/ (a model folder of the user's, with notes)."""
+    _write(tmp / "proj" / "src" / "main.py", "print('the user's code')\n")
+    _write(tmp / "proj" / "factors.json", json.dumps({"long_factor": [1.0, 1.5, 2.0, 2.0]}))
+    _user_folder(models, tmp)
+
+
+def _symlink(target: str) -> Callable[[Path, Path], None]:
+    def setup(models: Path, tmp: Path) -> None:
+        _project(models, tmp)
+        (tmp / "link").symlink_to(tmp / target)
+    return setup
+
+
+def _left_aside(models: Path, tmp: Path) -> None:
+    """What a run killed between the two renames of an --overwrite leaves: the old output aside, none in place."""
+    shutil.copytree(models / "ext", tmp / ".out.replaced-4242")
 
 
 def _pretokenized(tmp: Path, documents: list[list[int]]) -> None:
@@ -107,6 +141,14 @@ def _midtrain(model: str, out: str = "out") -> Callable[[Path, Path], list[str]]
                          "--output_dir", str(t / out)]
 
 
+def _push(model: str) -> Callable[[Path, Path], list[str]]:
+    return lambda m, t: ["push", "--model", str(m / model), "--repo-id", "me/x", "--dry-run"]
+
+
+def _export(model: str) -> Callable[[Path, Path], list[str]]:
+    return lambda m, t: ["export-serving", "--model", str(m / model), "--output-dir", str(t / "out")]
+
+
 CASES: dict[str, Case] = {
     # a local path that does not exist: refused at once, never sent to the Hub
     "extend-missing-model": Case(_extend("nope"), 2, "nope: no such folder"),
@@ -132,6 +174,29 @@ CASES: dict[str, Case] = {
     "eval-nan-config": Case(_eval("nan"), 2, "rope_parameters.long_factor[0] is nan"),
     "extend-nan-config": Case(_extend("nan"), 2, "rope_parameters.long_factor[0] is nan"),
     "search-nan-config": Case(_search("nan"), 2, "rope_parameters.long_factor[0] is nan"),
+    # saved longrope2 configs that contradict themselves: one validator, every verb that loads a model folder
+    "eval-no-rope-type": Case(_eval("no_rope_type"), 2, "config.json: rope_parameters.rope_type is missing but"),
+    "push-dry-run-no-rope-type": Case(_push("no_rope_type"), 2, "rope_parameters.rope_type is missing"),
+    "export-no-rope-type": Case(_export("no_rope_type"), 2, "rope_parameters.rope_type is missing"),
+    "eval-original-above-max": Case(_eval("original_above_max"), 2, "config.json: rope_parameters.original_max_"
+                                    "position_embeddings is 256, not below max_position_embeddings 128"),
+    "push-dry-run-original-above-max": Case(_push("original_above_max"), 2, "is 256, not below max_position"),
+    "export-original-above-max": Case(_export("original_above_max"), 2, "is 256, not below max_position"),
+    "midtrain-original-above-max": Case(_midtrain("original_above_max"), 2, "is 256, not below max_position"),
+    "eval-long-factor-wrong-length": Case(_eval("short_long_factor"), 2, "config.json: rope_parameters.long_factor "
+                                          "has 7 values; it must be a list of 8 factors, one per rotary pair"),
+    "export-long-factor-wrong-length": Case(_export("short_long_factor"), 2, "long_factor has 7 values"),
+    "extend-long-factor-wrong-length": Case(_extend("short_long_factor"), 2, "long_factor has 7 values"),
+    "search-long-factor-wrong-length": Case(_search("short_long_factor"), 2, "long_factor has 7 values"),
+    "eval-long-mscale-1e300": Case(_eval("huge_mscale"), 2, "config.json: rope_parameters.long_mscale is 1e+300; "
+                                   "rope factors, scales and lengths must be finite numbers > 0 and <= 3.4e38"),
+    "push-dry-run-long-mscale-1e300": Case(_push("huge_mscale"), 2, "rope_parameters.long_mscale is 1e+300"),
+    "midtrain-long-mscale-1e300": Case(_midtrain("huge_mscale"), 2, "rope_parameters.long_mscale is 1e+300"),
+    "export-gguf-long-mscale-1e300": Case(lambda m, t: ["export-gguf", "--model", str(m / "huge_mscale"),
+                                                        "--output-file", str(t / "x.gguf")], 2,
+                                          "rope_parameters.long_mscale is 1e+300"),
+    "export-long-factor-below-one": Case(_export("factor_below_one"), 2,
+                                         "rope_parameters.long_factor[0] is 0.5; factors must be >= 1"),
     # output paths: an existing file, a parent that cannot be written, a user's folder
     "extend-output-is-a-file": Case(_extend("base", "taken"), 2, "taken is an existing file", _output_is_file),
     "search-output-is-a-file": Case(_search("base", "taken"), 2, "taken is an existing file", _output_is_file),
@@ -148,6 +213,33 @@ CASES: dict[str, Case] = {
                                          _user_folder),
     "export-into-a-model-folder": Case(lambda m, t: ["export-serving", "--model", str(m / "ext"), "--output-dir",
                                                      str(t / "mine")], 2, "exists and is not empty", _user_folder),
+    # outputs that are, contain or sit inside the current directory or an input: refused before any work
+    "extend-output-is-cwd-overwrite": Case(lambda m, t: ["extend", "--model", str(m / "base"), "--target-length",
+                                                         "256", "--output-dir", ".", "--overwrite"], 2,
+                                           "--output-dir . is the current directory", _project, cwd="proj"),
+    "search-output-is-cwd": Case(lambda m, t: ["search", "--model", str(m / "base"), "--target-length", "256",
+                                               "--dataset", "builtin:pydoc", "--output-dir", "."], 2,
+                                 "--output-dir . is the current directory", _project, cwd="proj"),
+    "extend-output-contains-cwd": Case(_extend("base", "proj", "--overwrite"), 2,
+                                       "proj contains the current directory", _project, cwd="proj/src"),
+    "eval-output-is-its-model": Case(lambda m, t: ["eval", "--model", str(t / "mine"), "--lengths", "32",
+                                                   "--output-dir", str(t / "mine"), "--overwrite"], 2,
+                                     "mine is --model", _project),
+    "export-output-is-its-model": Case(lambda m, t: ["export-serving", "--model", str(t / "mine"), "--output-dir",
+                                                     str(t / "mine"), "--overwrite"], 2, "mine is --model", _project),
+    "extend-output-inside-its-model": Case(lambda m, t: ["extend", "--model", str(t / "mine"), "--target-length",
+                                                         "256", "--output-dir", str(t / "mine" / "long")], 2,
+                                           "mine/long is inside --model", _project),
+    "extend-output-contains-factors-file": Case(lambda m, t: [*_extend("base", "proj", "--overwrite")(m, t),
+                                                              "--factors-file", str(t / "proj" / "factors.json")], 2,
+                                                "proj contains --factors-file", _project),
+    "extend-output-is-a-symlink": Case(_extend("base", "link", "--overwrite"), 2,
+                                       "link is a symbolic link (to", _symlink("mine")),
+    "extend-output-dangling-symlink": Case(_extend("base", "link"), 2, "which does not exist", _symlink("nowhere")),
+    "midtrain-output-dangling-symlink": Case(lambda m, t: [*_midtrain("ext", "link")(m, t), "--max_steps", "1"], 2,
+                                             "link is a symbolic link", _symlink("nowhere")),
+    "extend-old-output-left-aside": Case(_extend("base"), 2,
+                                         ".out.replaced-4242 holds the previous", _left_aside),
     # YAML: syntax errors with their line, values through the flags' types
     "yaml-syntax-error": Case(lambda m, t: ["extend", "--config", str(t / "bad.yaml")], 2,
                               "bad.yaml: YAML syntax error at line 2",
@@ -267,6 +359,8 @@ def test_bad_input_is_one_line_exit_code_and_nothing_written(name, models, tmp_p
     work.mkdir()
     if case.setup:
         case.setup(models, work)
+    if case.cwd:
+        monkeypatch.chdir(work / case.cwd)
     argv = case.argv(models, work)
     before = _tree(models, work)
     code = cli.main(argv)

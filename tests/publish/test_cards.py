@@ -179,3 +179,29 @@ def test_the_template_in_model_cards_is_the_one_rendered(extended):
     headings = [line for line in linked.read_text().splitlines() if line.startswith("## ")]
     assert headings == [line for line in text.splitlines() if line.startswith("## ")]
     assert headings == ["## How it was extended", "## Results", "## How to load", "## How to serve", "## Limitations"]
+
+
+EVIL = "[click](https://evil.example) <img src=x onerror=alert(1)> **bold** `tick"
+
+
+def test_values_from_logs_never_render_live(extended):
+    """A log or report value holding a markdown link, an image, HTML or a backtick is shown as text in the card."""
+    from markdown_it import MarkdownIt  # test-only: markdown-it-py (a dependency of rich) renders the card
+
+    search = {"settings": {"dataset": EVIL, "output_dir": f"out/{EVIL}", "num_samples": 2, "target_length": 512,
+                           "critical_dims": EVIL, "population": 4, "parents": 2, "iterations": 1},
+              "best": {"score": 1.5}, "seeds": {EVIL: {"score": 2.0}}, "seeds_better_than_best": [EVIL]}
+    midtrain = {"settings": {"training": {"mixture": [{"dataset": EVIL, "weight": EVIL}], "learning_rate": EVIL,
+                                          "lr_scheduler_type": EVIL, "max_steps": 2, "target_length": 512}},
+                "train": {"train_loss": 1.0}}
+    report = report_for(extended)
+    report["settings"]["dataset"] = EVIL
+    report["models"][EVIL] = report["models"].pop("yarn")
+    report["models"]["extended"]["lm_eval"] = {EVIL: {"acc,none": 0.5}}
+    text = str(cards.render_model_card(extended, base_model=EVIL, search=search, midtrain=midtrain, report=report,
+                                       report_model="extended"))
+    body = text.split("---", 2)[2]  # the markdown after the YAML metadata
+    html = MarkdownIt("commonmark").enable("table").render(body)
+    assert "<a href" not in html.replace('<a href="https://arxiv.org/abs/2502.20082">', "")
+    assert "<img" not in html and "<strong>bold</strong>" not in html
+    assert html.count("evil.example") >= 8  # each value is still shown, as text
