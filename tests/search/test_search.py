@@ -228,9 +228,9 @@ def test_evaluator_stops_early_with_a_lower_bound(assets):
 # candidate (inside iteration 1), before the rename, so that write is lost and the previous state survives.
 KILL_AT_10TH_CANDIDATE = """
 import os, signal, sys
-from hf_longrope2.search import evolution
+from hf_longrope2.utils import run_folder
 
-real = evolution.write_json_atomically
+real = run_folder.write_json_atomically
 
 def write_json_atomically(path, data, *args, **kwargs):
     if len(data["evaluated"]) >= 10:
@@ -238,7 +238,7 @@ def write_json_atomically(path, data, *args, **kwargs):
         os.kill(os.getpid(), signal.SIGKILL)
     return real(path, data, *args, **kwargs)
 
-evolution.write_json_atomically = write_json_atomically
+run_folder.write_json_atomically = write_json_atomically
 from hf_longrope2.cli import main
 sys.exit(main(["search", *sys.argv[1:]]))
 """
