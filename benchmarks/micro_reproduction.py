@@ -21,9 +21,12 @@ vary only through the samples). Measures, mean and standard deviation over seeds
 
 - NIAH exact match at 1x-16x (16x is beyond the trained length) and the perplexity at the native window
   (``ppl_native``) with its retention against the base;
-- ``answer_nll``: the mean NLL of the needle's answer digits per length (continuous: it separates methods
-  where exact match saturates), for every model, so before (``pi``, ``yarn``, ``longrope2_search``, ...) and
-  after midtraining;
+- NIAH on two templates (``niah_magic``: the paper's question; ``niah_echo``: a question that repeats the needle's
+  words, RULER-style), each with ``answer_nll_<template>``: the mean NLL of the answer digits per length
+  (continuous: it separates methods where exact match saturates), for every model, so before (``pi``, ``yarn``,
+  ``longrope2_search``, ...) and after midtraining;
+- retention on text the base was pretrained on and midtraining never saw: ``retention_heldout`` (the held-out
+  pydoc slice, where the NIAH haystacks and perplexity documents come from) and ``retention_stdlib_heldout``;
 - ``niah_by_steps``: NIAH at 8x after 10, 20, ... steps and at the end, from midtraining checkpoints;
 - ``ruler``: RULER-style multi-key, multi-value and variable tracking at 8x, never trained on;
 - ``niah_digits``: at 2x and 8x, the share of NIAH answers whose first 7 generated digits are the answer
@@ -49,7 +52,18 @@ from transformers import AutoConfig
 from hf_longrope2.demo import QUICK
 from hf_longrope2.factors import METHODS
 from hf_longrope2.midtrain.runner import checkpoints_dir
-from hf_longrope2.pipeline import DATASET, Budget, data_stage, eval_stage, extend_stage, midtrain_stage, search_stage
+from hf_longrope2.pipeline import (
+    DATASET,
+    NIAH_TEMPLATES,
+    RETENTION_DATASETS,
+    SEARCH_DATASET,
+    Budget,
+    data_stage,
+    eval_stage,
+    extend_stage,
+    midtrain_stage,
+    search_stage,
+)
 from hf_longrope2.tiny.base import tiny_base_path
 from hf_longrope2.utils.atomic import write_json_atomically, write_text_atomically
 from hf_longrope2.utils.environment import versions
@@ -67,38 +81,6 @@ MIDTRAINED = ("longrope2", "pi_midtrain", "ntk_midtrain", "yarn_midtrain", "long
               "longrope2_long_only")
 RULER_TASKS = ("niah_multikey", "niah_multivalue", "variable_tracking")
 CURVE_STEPS = (10, 20, 40, 80)
-PROBES = 6  # needle samples per length for the answer NLL
-
-
-def answer_nll(folder: Path, lengths: list[int], seed: int) -> dict[str, float]:
-    """Mean NLL of the needle's answer digits per length (the search objective's samples, scored on every model):
-    continuous, so it tells methods apart where exact match saturates at 0% or 100%."""
-    import random
-
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from hf_longrope2.data.needles import KEYS, build_needle_sample
-    from hf_longrope2.data.texts import load_texts
-    from hf_longrope2.evaluation.niah import haystack_stream
-    from hf_longrope2.losses import labelled_nll
-
-    model = AutoModelForCausalLM.from_pretrained(folder).eval()
-    tok = AutoTokenizer.from_pretrained(folder)
-    docs = [tok(t, add_special_tokens=False)["input_ids"] for t in load_texts(DATASET)]
-    stream = haystack_stream(docs, tok("\n\n", add_special_tokens=False)["input_ids"], max(lengths), seed)
-    out = {}
-    for n in lengths:
-        rng = random.Random(f"{seed}-{n}")
-        rows = []
-        for j in range(PROBES):
-            start = rng.randrange(0, len(stream) - n)
-            rows.append(build_needle_sample(tok, stream[start:], n, j / (PROBES - 1), f"{KEYS[j]}-{rng.randint(100, 999)}",
-                                            str(rng.randint(1_000_000, 9_999_999))))
-        with torch.no_grad():
-            losses = labelled_nll(model, torch.tensor([r[0] for r in rows]), torch.tensor([r[1] for r in rows]))
-        out[str(n)] = float(losses.double().mean())
-    return out
 
 
 def niah_at(folder: Path, length: int, budget: Budget, seed: int) -> float:
@@ -149,7 +131,7 @@ def niah_digits(folder: Path, lengths: list[int], budget: Budget, seed: int) -> 
 
 
 def run_seed(seed: int, work: Path, base: Path, window: int, budget: Budget, scale: int, max_scale: int) -> dict:
-    """Every stage of one seed; returns the evaluation report plus the answer NLLs and learning curves."""
+    """Every stage of one seed; returns the evaluation report plus the learning curves and digit counts."""
     target = scale * window
     search_stage(base=base, target=target, out=work / "search", budget=budget, seed=seed, resume=True)
     search_stage(base=base, target=target, out=work / "search_ppl", budget=budget, seed=seed, resume=True,
@@ -177,9 +159,6 @@ def run_seed(seed: int, work: Path, base: Path, window: int, budget: Budget, sca
     report = json.loads((work / "report" / "report.json").read_text())
     extra_file = work / "extra.json"
     extra = json.loads(extra_file.read_text()) if extra_file.exists() else {}
-    if "answer_nll" not in extra:
-        extra["answer_nll"] = {name: answer_nll(folder, lengths, 2000 + seed) for name, folder in folders.items()}
-        write_json_atomically(extra_file, extra)
     if "niah_by_steps" not in extra:
         extra["niah_by_steps"] = {
             name: {str(s): niah_at(checkpoints_dir(work / name) / f"checkpoint-{s}", target, budget, 1000 + seed) for s in curve}
@@ -209,12 +188,12 @@ def aggregate(reports: list[dict]) -> dict:
         entries = [r["models"][name] for r in reports]
         lengths = sorted(entries[0]["niah_mean"], key=int)
         ppl = [e["short"]["ppl"] for e in entries]
-        nll = [r["answer_nll"][name] for r in reports]
+        first = next(iter(entries[0]["niah_by_template"]))
         methods[name] = {
             "niah": {n: statistics.fmean(e["niah_mean"][n] for e in entries) for n in lengths},
             "niah_std": {n: _spread([e["niah_mean"][n] for e in entries]) for n in lengths},
-            "answer_nll": {n: statistics.fmean(x[n] for x in nll) for n in lengths},
-            "answer_nll_std": {n: _spread([x[n] for x in nll]) for n in lengths},
+            "answer_nll": {n: statistics.fmean(e["answer_nll"][first][n] for e in entries) for n in lengths},
+            "answer_nll_std": {n: _spread([e["answer_nll"][first][n] for e in entries]) for n in lengths},
             "ruler": {t: mean_std([next(iter(e["ruler"][t].values())) for e in entries]) for t in entries[0]["ruler"]},
             "ppl_native": statistics.fmean(ppl),
             "ppl_native_std": _spread(ppl),
@@ -226,6 +205,16 @@ def aggregate(reports: list[dict]) -> dict:
                             for n in reports[0]["niah_digits"][name]},
             "seeds": len(entries),
         }
+        for template in entries[0]["niah_by_template"]:
+            methods[name][f"niah_{template}"] = {
+                n: statistics.fmean(e["niah_by_template"][template][n] for e in entries) for n in lengths}
+            methods[name][f"niah_{template}_std"] = {
+                n: _spread([e["niah_by_template"][template][n] for e in entries]) for n in lengths}
+            methods[name][f"answer_nll_{template}"] = {
+                n: mean_std([e["answer_nll"][template][n] for e in entries]) for n in lengths}
+        for source in entries[0]["retention"]:  # the evaluation's held-out slice first, then the other source
+            key = "retention_heldout" if source == DATASET else "retention_" + source.split(":", 1)[1].replace(":", "_")
+            methods[name][key] = mean_std([e["retention"][source]["retention_pct"] for e in entries])
         if name in MIDTRAINED:
             curves = [r["niah_by_steps"][name] for r in reports]
             methods[name]["niah_by_steps"] = {
@@ -264,11 +253,25 @@ def markdown(result: dict) -> str:
         cells = [plus_minus((m["niah"][n], m["niah_std"][n]), pct=True) for n in lengths]
         lines.append(f"| {name} | " + " | ".join(cells)
                      + f" | {plus_minus((m['ppl_native'], m['ppl_native_std']), digits=3)} | {m['retention_pct']:.1f}% |")
-    lines += ["", "## Answer-token NLL of the needle (nats per digit; lower is better, ln 10 = 2.30 is chance)", "",
-              "| method | " + " | ".join(scales) + " |", "|" + "---|" * (len(lengths) + 1)]
+    sources = [k for k in next(iter(methods.values())) if k.startswith("retention_") and k != "retention_pct"]
+    lines += ["", "## Short-window retention on text the base was pretrained on and midtraining never saw", "",
+              "100 x ppl(original) / ppl(method) on windows of the native length (goal: >= 97% for the mixed-window "
+              "model; `longrope2_long_only` is its ablation without short rows)", "",
+              "| method | " + " | ".join(f"`{k}`" for k in sources) + " |", "|" + "---|" * (len(sources) + 1)]
     for name, m in methods.items():
-        lines.append(f"| {name} | " + " | ".join(plus_minus((m["answer_nll"][n], m["answer_nll_std"][n])) for n in lengths)
-                     + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{m[k]['mean']:.1f} ± {m[k]['std']:.1f}%" for k in sources) + " |")
+    templates = [k[len("answer_nll_"):] for k in next(iter(methods.values())) if k.startswith("answer_nll_")
+                 and k != "answer_nll_std"]
+    for template in templates:
+        lines += ["", f"## NIAH exact match, template `{template}`", "",
+                  "| method | " + " | ".join(scales) + " |", "|" + "---|" * (len(lengths) + 1)]
+        for name, m in methods.items():
+            lines.append(f"| {name} | " + " | ".join(
+                plus_minus((m[f"niah_{template}"][n], m[f"niah_{template}_std"][n]), pct=True) for n in lengths) + " |")
+        lines += ["", f"## Answer-token NLL, template `{template}` (nats per digit; lower is better, ln 10 = 2.30 is "
+                  "chance)", "", "| method | " + " | ".join(scales) + " |", "|" + "---|" * (len(lengths) + 1)]
+        for name, m in methods.items():
+            lines.append(f"| {name} | " + " | ".join(plus_minus(m[f"answer_nll_{template}"][n]) for n in lengths) + " |")
     tasks = list(next(iter(methods.values()))["ruler"])
     lines += ["", f"## RULER-style tasks at {target} tokens (8x), never trained on", "",
               "| method | " + " | ".join(tasks) + " |", "|" + "---|" * (len(tasks) + 1)]
@@ -334,12 +337,14 @@ def main(argv: list[str] | None = None) -> int:
                      "eval_lengths": sorted(reports[0]["models"]["original"]["niah_mean"], key=int),
                      "budget": budget.__dict__ | {"depths": list(budget.depths)}, "quick": args.quick,
                      "midtrain_tokens_per_run": budget.midtrain_steps * 2 * 8 * window,
-                     "base": "hf_longrope2/tiny_base", "dataset": "builtin:pydoc (eval, search)",
+                     "base": "hf_longrope2/tiny_base", "search_dataset": SEARCH_DATASET, "eval_dataset": DATASET,
+                     "retention_datasets": [DATASET, *RETENTION_DATASETS], "niah_templates": list(NIAH_TEMPLATES),
                      "midtrain_data": "hf_longrope2.tiny.recall_data: long recall documents of the target length and "
-                                      "short ones (<= window) over builtin:stdlib text, short_fraction 0.3 "
-                                      "(long_only: 0), lr 3e-4 cosine; NIAH template, keys and pydoc held out",
+                                      "short ones (<= window) replaying the base's pretraining rows, both over "
+                                      "builtin:stdlib:train + builtin:pydoc:train, short_fraction 0.3 (long_only: "
+                                      "0), lr 3e-4 cosine; NIAH template, keys and the held-out slices never seen",
                      "ruler_tasks": list(RULER_TASKS), "learning_curve_steps": list(CURVE_STEPS),
-                     "answer_nll_probes_per_length": PROBES},
+                     "answer_nll": "the evaluation's NIAH samples, every depth, teacher-forced"},
         "versions": versions(),
         "wall_time_s": round(time.perf_counter() - started, 1),
         "command": "python benchmarks/micro_reproduction.py " + " ".join(argv if argv is not None else sys.argv[1:]),

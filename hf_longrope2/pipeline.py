@@ -32,7 +32,10 @@ from .tiny.recall_data import RecallCorpusSettings, write_recall_corpus
 from .utils.loading import check_model_folder_loadable
 from .utils.run_folder import RunFolder
 
-DATASET = "builtin:pydoc"  # needle haystacks and perplexity documents, never midtrained on
+SEARCH_DATASET = "builtin:pydoc"  # the search's needle haystacks (factors only: no weight is trained on them)
+DATASET = "builtin:pydoc:heldout"  # NIAH haystacks, perplexity and retention: pretrained on, never midtrained on
+RETENTION_DATASETS = ("builtin:stdlib:heldout",)  # retention on the base's other pretraining source, held out too
+NIAH_TEMPLATES = ("magic", "echo")  # the paper's question, and one that repeats the needle's words (RULER-style)
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class Budget:
 
     population: int
     iterations: int
-    search_samples: int  # at most 6: builtin:pydoc has 6 documents longer than 2048 tokens
+    search_samples: int  # at most 6: builtin:pydoc (SEARCH_DATASET) has 6 documents longer than 2048 tokens
     midtrain_steps: int
     needles: int
     depths: tuple[float, ...]
@@ -56,8 +59,8 @@ def midtrain_config(model: Path, output_dir: Path, target_length: int, steps: in
 
     The data is the recall corpus of [`hf_longrope2.tiny.recall_data`] in `data`: long documents of up to
     `target_length` tokens whose lookups reach far back (long-window rows), and short documents replaying the
-    base's pretraining rows (short-window rows, original RoPE). No long document holds the evaluation's needle
-    template or key vocabulary, and no document its text.
+    base's pretraining rows (short-window rows, original RoPE), both over the training slices of the base's
+    corpus. No document holds the evaluation's needle template, key vocabulary or held-out text.
     """
     return {
         "model_name_or_path": str(model),
@@ -132,7 +135,7 @@ def search_stage(*, base: Path, target: int, out: Path, budget: Budget, seed: in
                  objective: str = "needle", space: str = "longrope2") -> bool:
     """``hf-longrope2 search`` of the factors of `base` to `target` tokens in `space` into `out`."""
     config = SearchConfig(
-        model=str(base), target_length=target, dataset=DATASET, output_dir=str(out), population=budget.population,
+        model=str(base), target_length=target, dataset=SEARCH_DATASET, output_dir=str(out), population=budget.population,
         parents=max(2, budget.population // 2), iterations=budget.iterations, num_samples=budget.search_samples,
         candidates_per_step=budget.population, seed=seed, objective=objective, space=space, overwrite=True,
     )
@@ -172,7 +175,8 @@ def eval_stage(*, models: dict[str, Path], out: Path, lengths: Sequence[int], bu
     config = EvalConfig(
         model=[str(path) for path in models.values()], name=list(models), output_dir=str(out), lengths=list(lengths),
         depths=list(budget.depths), needles_per_cell=budget.needles, ppl_documents=budget.ppl_documents,
-        dataset=DATASET, seed=seed, overwrite=True,
+        dataset=DATASET, retention_datasets=list(RETENTION_DATASETS), niah_templates=list(NIAH_TEMPLATES),
+        seed=seed, overwrite=True,
         resume=resume and RunFolder(out, "eval").has_state(),  # an interrupted evaluation continues from its cells
         **ruler,
     )

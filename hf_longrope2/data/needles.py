@@ -40,6 +40,32 @@ NEEDLE = " One of the special magic numbers for {key} is: {number}. "
 QUESTION = "\nWhat is the special magic number for {key} mentioned in the provided text? " \
     "The special magic number for {key} mentioned in the provided text is:"
 ANSWER = " {number}"
+ECHO_QUESTION = "\nWhat is the special magic number for {key} mentioned in the provided text? " \
+    "One of the special magic numbers for {key} is:"
+
+
+@dataclass(frozen=True)
+class NiahTemplate:
+    """The question a needle sample ends with (instruction, needle and answer are shared by every template)."""
+
+    name: str
+    question: str
+    doc: str
+
+
+TEMPLATES = {
+    "magic": NiahTemplate("magic", QUESTION, "the paper's (LongRoPE2 App. C): the question rewords the needle"),
+    "echo": NiahTemplate("echo", ECHO_QUESTION, "RULER-style: the question ends with the needle's own words"),
+}
+
+
+def niah_template(name: str) -> NiahTemplate:
+    """The [`NiahTemplate`] called `name`; raises naming the accepted ones."""
+    if name not in TEMPLATES:
+        raise ValueError(f"unknown NIAH template {name!r}; accepted: {sorted(TEMPLATES)}")
+    return TEMPLATES[name]
+
+
 KEYS = (
     "amber-falcon", "quiet-harbor", "silver-orchid", "northern-lantern", "copper-meadow", "hidden-glacier",
     "velvet-comet", "rapid-willow", "golden-canyon", "misty-island", "crimson-forge", "patient-river",
@@ -115,16 +141,18 @@ def number_token_mask(tokenizer, text: str, start: int, end: int) -> tuple[list[
 
 
 def build_needle_sample(
-    tokenizer, haystack: list[int], target_length: int, depth: float, key: str, number: str
+    tokenizer, haystack: list[int], target_length: int, depth: float, key: str, number: str, template: str = "magic"
 ) -> tuple[list[int], list[int]]:
     """One sample of exactly `target_length` tokens from `haystack` token ids (at least as many as needed).
+
+    `template` names the question ([`TEMPLATES`]); the search always uses ``"magic"``, the paper's.
 
     Returns:
         `(input_ids, labels)` with labels -100 except the tokens of the answer's digits, which end the sample.
     """
     head = ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + _encode(tokenizer, INSTRUCTION)
     needle = _encode(tokenizer, NEEDLE.format(key=key, number=number))
-    question = _encode(tokenizer, QUESTION.format(key=key))
+    question = _encode(tokenizer, niah_template(template).question.format(key=key))
     answer_text = ANSWER.format(number=number)
     at_number = answer_text.index(number)
     answer, is_digit = number_token_mask(tokenizer, answer_text, at_number, at_number + len(number))

@@ -13,7 +13,11 @@ True
 A spec is one of
 
 - a built-in source ([`BUILTIN_SOURCES`]): ``builtin:pydoc`` (the pydoc topics, grouped into documents of at
-  least 60k characters) or ``builtin:stdlib`` (the standard library's ``.py`` files, one document per file);
+  least 60k characters) or ``builtin:stdlib`` (the standard library's ``.py`` files, one document per file),
+  whole or one of its two fixed slices, ``builtin:pydoc:heldout`` / ``builtin:pydoc:train`` (and the same for
+  stdlib): half the pydoc topics and a fifth of the stdlib files, chosen by a hash of their names
+  ([`in_heldout_slice`]), are held out of the miniature's midtraining so its evaluation measures text the base
+  saw in pretraining and midtraining never did;
 - a local file or directory (searched recursively, sorted by relative path) of [`TEXT_EXTENSIONS`] files:
   ``.txt``/``.md`` give one document per file, ``.jsonl``/``.json``/``.parquet`` one per record's ``text_column``;
 - otherwise a Hub dataset id, loaded with ``datasets.load_dataset(dataset, config_name, split=split)``.
@@ -37,6 +41,11 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 BUILTIN_SOURCES = ("builtin:pydoc", "builtin:stdlib")
+BUILTIN_SLICES = ("heldout", "train")
+# Fixed: the slices must not move between releases, or retention numbers stop comparing. 2 is the first seed that
+# leaves three pydoc documents in each slice (the demo scores perplexity on three held-out documents).
+HELDOUT_SEED = 2
+HELDOUT_SHARE = {"builtin:pydoc": 0.5, "builtin:stdlib": 0.2}  # fraction of topics / files held out of midtraining
 TEXT_EXTENSIONS = (".txt", ".md", ".jsonl", ".json", ".parquet")
 
 PYDOC_MIN_CHARS = 60_000
@@ -62,9 +71,34 @@ def local_path(dataset: str) -> Path | None:
     return None
 
 
+def builtin_specs() -> tuple[str, ...]:
+    """Every accepted built-in spec: each source whole and each of its slices."""
+    return BUILTIN_SOURCES + tuple(f"{source}:{part}" for source in BUILTIN_SOURCES for part in BUILTIN_SLICES)
+
+
+def split_builtin(dataset: str) -> tuple[str, str | None]:
+    """``("builtin:pydoc", "heldout")`` for ``builtin:pydoc:heldout``; ``(dataset, None)`` for a whole source."""
+    source, _, part = dataset.rpartition(":") if dataset.count(":") == 2 else (dataset, "", "")
+    return source, part or None
+
+
 def _check_builtin(dataset: str) -> None:
-    if dataset.startswith("builtin:") and dataset not in BUILTIN_SOURCES:
-        raise ValueError(f"unknown built-in source {dataset!r}; accepted built-in sources: {BUILTIN_SOURCES}")
+    if dataset.startswith("builtin:") and dataset not in builtin_specs():
+        raise ValueError(f"unknown built-in source {dataset!r}; accepted built-in sources: {builtin_specs()}")
+
+
+def in_heldout_slice(source: str, name: str) -> bool:
+    """True when the pydoc topic or stdlib file `name` of `source` is in the held-out slice.
+
+    Fixed by a hash of (seed, source, name), not by position, so adding a topic or file to a new Python moves no
+    other one between the slices.
+    """
+    digest = hashlib.sha256(f"{HELDOUT_SEED}:{source}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < HELDOUT_SHARE[source]
+
+
+def _keep(source: str, part: str | None, name: str) -> bool:
+    return part is None or in_heldout_slice(source, name) == (part == "heldout")
 
 
 def local_files(path: Path) -> list[tuple[str, Path]]:
@@ -144,13 +178,15 @@ def _read_file(path: Path, column: str, max_chars: int | None = None) -> Iterato
                          f"{exc.start} of a read; convert it with iconv or pass another --dataset)") from None
 
 
-def _pydoc_documents() -> list[str]:
+def _pydoc_documents(part: str | None = None) -> list[str]:
     from pydoc_data.topics import topics  # a 0.7 MB module of text: loaded for builtin:pydoc only
 
     documents: list[str] = []
     current: list[str] = []
     size = 0
     for key in sorted(topics):
+        if not _keep("builtin:pydoc", part, key):
+            continue
         text = topics[key].strip()
         size += len(text) + (2 if current else 0)  # 2: the blank-line separator
         current.append(text)
@@ -176,9 +212,12 @@ def _stdlib_files() -> list[Path]:
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def _stdlib_documents() -> list[str]:
+def _stdlib_documents(part: str | None = None) -> list[str]:
     documents, undecodable = [], 0
+    root = Path(os.__file__).parent
     for path in _stdlib_files():
+        if not _keep("builtin:stdlib", part, path.relative_to(root).as_posix()):
+            continue
         try:
             text = path.read_text(encoding="utf-8")
         except UnicodeDecodeError:
@@ -237,10 +276,11 @@ def load_texts(
     if max_documents is not None and (not isinstance(max_documents, int) or max_documents < 1):
         raise ValueError(f"max_documents must be a positive integer or None, got {max_documents!r}")
     _check_builtin(dataset)
-    if dataset == "builtin:pydoc":
-        texts: Iterable[str] = _pydoc_documents()
-    elif dataset == "builtin:stdlib":
-        texts = _stdlib_documents()
+    source, part = split_builtin(dataset)
+    if source == "builtin:pydoc":
+        texts: Iterable[str] = _pydoc_documents(part)
+    elif source == "builtin:stdlib":
+        texts = _stdlib_documents(part)
     elif (path := local_path(dataset)) is not None:
         texts = itertools.chain.from_iterable(_read_file(p, text_column, max_chars) for _, p in local_files(path))
     else:
@@ -260,8 +300,8 @@ def source_fingerprint(
     """
     _check_builtin(dataset)
     parts: list[str] = [dataset]
-    if dataset in BUILTIN_SOURCES:
-        parts.append(sys.version)
+    if dataset in builtin_specs():
+        parts += [sys.version, str(HELDOUT_SEED), json.dumps(HELDOUT_SHARE, sort_keys=True)]
     elif (path := local_path(dataset)) is not None:
         parts += [split, text_column]
         for relative, file in local_files(path):
@@ -275,10 +315,12 @@ def source_fingerprint(
 def describe(dataset: str, split: str, text_column: str) -> str:
     """A one-line human description of `dataset`, e.g. ``"local directory /data (3 files)"``."""
     _check_builtin(dataset)
-    if dataset == "builtin:pydoc":
-        return "built-in Python documentation (pydoc topics)"
-    if dataset == "builtin:stdlib":
-        return "built-in Python standard library sources (.py files)"
+    source, part = split_builtin(dataset)
+    of = {None: "", "heldout": ", held-out slice", "train": ", training slice"}[part]
+    if source == "builtin:pydoc":
+        return f"built-in Python documentation (pydoc topics{of})"
+    if source == "builtin:stdlib":
+        return f"built-in Python standard library sources (.py files{of})"
     path = local_path(dataset)
     if path is None:
         return f"Hub dataset {dataset} [{split}] column {text_column!r}"

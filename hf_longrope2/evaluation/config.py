@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.needles import TEMPLATES
 from ..utils.arguments import flag_name, require_fields
 from ..utils.environment import DTYPES
 from ..utils.run_folder import RunFolder
@@ -41,6 +42,14 @@ class EvalConfig:
         default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0], metadata={"help": "Needle depths (0 = start, 1 = end)"}
     )
     needles_per_cell: int = field(default=4, metadata={"help": "NIAH samples per (length, depth) cell"})
+    niah_templates: list[str] = field(
+        default_factory=lambda: ["magic"],
+        metadata={"help": f"NIAH question templates, each its own table: {sorted(TEMPLATES)} (magic: the paper's; "
+                          "echo: the question repeats the needle's words, RULER-style)"},
+    )
+    niah_nll: bool = field(
+        default=True, metadata={"help": "Also score the answer's NLL per NIAH length (one more forward per sample)"}
+    )
     ppl_lengths: list[int] = field(default_factory=list, metadata={"help": "Perplexity lengths; default: --lengths"})
     ppl_documents: int = field(default=4, metadata={"help": "Documents per perplexity length (the first L tokens each)"})
     short_windows: int = field(default=8, metadata={"help": "Windows of the original length for the retention ppl"})
@@ -68,6 +77,10 @@ class EvalConfig:
     ppl_dataset: str | None = field(
         default=None,
         metadata={"help": "Documents for perplexity and retention, if not --dataset (e.g. builtin:stdlib: long files)"},
+    )
+    retention_datasets: list[str] = field(
+        default_factory=list,
+        metadata={"help": "More sources for short-window retention, each its own column (e.g. builtin:stdlib:heldout)"},
     )
     dataset_split: str = field(default="validation", metadata={"help": "Split of a Hub dataset"})
     dataset_config: str | None = field(default=None, metadata={"help": "Config name of a Hub dataset"})
@@ -106,6 +119,9 @@ class EvalConfig:
             bad = [x for x in getattr(self, key) if x < 16]
             if bad:
                 raise ValueError(f"{flag_name(key)} must be token counts >= 16, got {bad}")
+        unknown = [t for t in self.niah_templates if t not in TEMPLATES]
+        if unknown or not self.niah_templates or len(set(self.niah_templates)) != len(self.niah_templates):
+            raise ValueError(f"--niah-templates must be distinct names from {sorted(TEMPLATES)}, got {self.niah_templates}")
         bad_depths = [d for d in self.depths if not 0.0 <= d <= 1.0]
         if bad_depths or not self.depths:
             raise ValueError(f"--depths must be fractions in [0, 1], got {self.depths}")

@@ -24,23 +24,30 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from transformers import GenerationConfig
 
-from ..data.needles import ANSWER, KEYS, build_needle_sample
+from ..data.needles import ANSWER, KEYS, build_needle_sample, niah_template
+from ..losses import IGNORE_INDEX
 
 
 @dataclass
 class NiahCell:
-    """The samples of one (length, depth) cell: prompts without the answer, and the answers as text."""
+    """The samples of one (length, depth) cell: prompts without the answer, and the answers as text.
+
+    `scored` keeps each whole sample (prompt and answer) with its labels, for the answer's NLL
+    ([`answer_nll`]): exact match is 0 or 1, the NLL shows how close a model that misses comes.
+    """
 
     length: int
     depth: float
     prompts: torch.Tensor  # [needles, length - answer tokens]
     answers: list[str]
     max_new_tokens: int
+    template: str = "magic"
+    scored: list[tuple[list[int], list[int]]] = field(default_factory=list)  # (input_ids, labels) per sample
 
 
 def haystack_stream(documents: Sequence[Sequence[int]], separator: Sequence[int], min_tokens: int, seed: int = 0) -> list[int]:
@@ -73,11 +80,14 @@ def niah_grid(
     depths: Sequence[float],
     needles_per_cell: int,
     seed: int = 0,
+    template: str = "magic",
 ) -> dict[tuple[int, float], NiahCell]:
     """Every (length, depth) cell of the grid, each with `needles_per_cell` samples.
 
-    Each sample has its own haystack offset, key and 7-digit number; the same seed gives the same grid.
+    Each sample has its own haystack offset, key and 7-digit number; the same seed gives the same grid, and the
+    same draws for every `template` (so templates differ only in the question).
     """
+    niah_template(template)  # an unknown name fails before any sample is built
     if needles_per_cell < 1:
         raise ValueError(f"needles_per_cell must be >= 1, got {needles_per_cell}")
     bad = [d for d in depths if not 0.0 <= d <= 1.0]
@@ -100,13 +110,15 @@ def niah_grid(
             # A BPE tokenizer may spend more tokens on some numbers: shorten those samples' haystacks so every
             # prompt of the cell has the same width (one batch) and no sample exceeds `length`.
             longest_answer = max(d[3] for d in draws)
-            prompts = []
+            prompts, scored = [], []
             for key, number, start, answer_len in draws:
                 target = length - (longest_answer - answer_len)
-                ids, _ = build_needle_sample(tokenizer, list(stream[start : start + length]), target, depth, key, number)
+                ids, labels = build_needle_sample(tokenizer, list(stream[start : start + length]), target, depth, key,
+                                                  number, template)
                 prompts.append(ids[: target - answer_len])
+                scored.append((ids, labels))
             grid[(length, depth)] = NiahCell(
-                length, depth, torch.tensor(prompts), [d[1] for d in draws], longest_answer + 2
+                length, depth, torch.tensor(prompts), [d[1] for d in draws], longest_answer + 2, template, scored
             )
     return grid
 
@@ -181,3 +193,30 @@ def score_niah(
                     if on_cell is not None:
                         on_cell(cell, accuracy[key])
     return accuracy
+
+
+@torch.no_grad()
+def answer_nll(model, cells: Iterable[NiahCell], batch_size: int = 1) -> float:
+    """Mean NLL per answer digit token of `cells`' whole samples, teacher-forced (lower: closer to the answer).
+
+    Every sample of a cell is its prompt (one width per cell) and its answer, so right-padding to the longest
+    answer keeps each prompt's positions in place, and only the last ``longest answer + 1`` positions go through
+    the output head (never [sequence x vocabulary]).
+    """
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    rows = [row for cell in cells for row in cell.scored]
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        first = min(next(i for i, label in enumerate(labels) if label != IGNORE_INDEX) for _, labels in chunk)
+        keep = width - first + 1  # the logits at first - 1 .. width - 1 predict every labelled token
+        ids = torch.tensor([ids + [0] * (width - len(ids)) for ids, _ in chunk], device=device)
+        labels = torch.tensor([labels + [IGNORE_INDEX] * (width - len(labels)) for _, labels in chunk], device=device)
+        logits = model(input_ids=ids, logits_to_keep=keep).logits.float()  # [b, keep, vocab]
+        targets = labels[:, width - keep + 1 :]
+        losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets, reduction="none",
+                                                   ignore_index=IGNORE_INDEX)
+        total += float(losses.sum())
+        count += int((targets != IGNORE_INDEX).sum())
+    return total / max(count, 1)

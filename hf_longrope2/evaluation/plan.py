@@ -8,10 +8,12 @@ niah/4096/0.0 1.0
 ...
 ```
 
-A *cell* is the unit of progress and of resumption: one NIAH (length, depth) cell, one perplexity length, the
-short-window perplexity, one RULER (task, length) cell, or the lm-eval run. Cell keys are strings
-(``niah/8192/0.5``, ``ppl/8192``, ``short``, ``ruler/common_words/8192``, ``lm_eval``) and every result is
-plain JSON, so a finished cell survives in the state file. NIAH rows of one length are batched across
+A *cell* is the unit of progress and of resumption: one NIAH (template, length, depth) cell, one answer-NLL
+(template, length) cell, one perplexity length, the short-window perplexity of each retention source, one RULER
+(task, length) cell, or the lm-eval run. Cell keys are strings (``niah/8192/0.5`` and ``niah_nll/8192`` for the
+first template, ``niah:echo/8192/0.5`` and ``niah_nll:echo/8192`` for another, ``ppl/8192``, ``short`` and
+``short:builtin:stdlib:heldout``, ``ruler/common_words/8192``, ``lm_eval``) and every result is plain JSON, so
+a finished cell survives in the state file. NIAH rows of one length are batched across
 depths (all prompts of a length have one width in practice, so a batch needs no padding). A NIAH or RULER
 cell of length ``L`` holds prompts whose greedy answer ends within ``L`` tokens.
 """
@@ -19,43 +21,76 @@ cell of length ``L`` holds prompts whose greedy answer ends within ``L`` tokens.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from .lm_eval_bridge import run_lm_eval
-from .niah import NiahCell, greedy_continuations, haystack_stream, niah_grid, score_niah
+from .niah import NiahCell, answer_nll, greedy_continuations, haystack_stream, niah_grid, score_niah
 from .perplexity import long_documents, perplexity, short_windows, tokenize_documents, window_nll
 from .ruler import ruler_samples, string_match_all
 
 
-def niah_key(length: int, depth: float) -> str:
-    return f"niah/{length}/{float(depth)}"
+def _suffix(name: str | None) -> str:
+    return "" if name is None else f":{name}"
+
+
+def niah_key(length: int, depth: float, template: str | None = None) -> str:
+    """``niah/L/d`` for the first template (None), ``niah:T/L/d`` for template T."""
+    return f"niah{_suffix(template)}/{length}/{float(depth)}"
+
+
+def nll_key(length: int, template: str | None = None) -> str:
+    """``niah_nll/L`` for the first template (None), ``niah_nll:T/L`` for template T."""
+    return f"niah_nll{_suffix(template)}/{length}"
+
+
+def short_key(source: str | None = None) -> str:
+    """``short`` for the perplexity documents, ``short:SOURCE`` for a retention source."""
+    return f"short{_suffix(source)}"
 
 
 @dataclass
 class EvalPlan:
-    """Everything measured, as samples: built once, shared by every model."""
+    """Everything measured, as samples: built once, shared by every model.
+
+    `niah` holds one grid per template, the first template's first; keys of later templates carry its name.
+    """
 
     original_window: int
     lengths: list[int]
-    niah: dict[tuple[int, float], NiahCell]
+    niah: dict[str, dict[tuple[int, float], NiahCell]]
     ppl: dict[int, torch.Tensor]
     short: torch.Tensor
     ruler: dict[tuple[str, int], list]
     lm_eval_tasks: list[str]
+    niah_nll: bool = False
+    retention: dict[str, torch.Tensor] = field(default_factory=dict)  # more short-window sources by name
+
+    @property
+    def templates(self) -> list[str]:
+        return list(self.niah)
+
+    def key_template(self, template: str) -> str | None:
+        """The name a template's cell keys carry: None for the first (``niah/...``), else the template."""
+        return None if template == self.templates[0] else template
 
     @property
     def cells_per_model(self) -> int:
-        return len(self.niah) + len(self.ppl) + 1 + len(self.ruler) + (1 if self.lm_eval_tasks else 0)
+        grids = sum(len(grid) for grid in self.niah.values())
+        nll = len(self.templates) * len(self.lengths) if self.niah_nll else 0
+        return (grids + nll + len(self.ppl) + 1 + len(self.retention) + len(self.ruler)
+                + (1 if self.lm_eval_tasks else 0))
 
     @classmethod
     def build(
-        cls, tokenizer, texts: Sequence[str], args, original_window: int, ppl_texts: Sequence[str] | None = None
+        cls, tokenizer, texts: Sequence[str], args, original_window: int, ppl_texts: Sequence[str] | None = None,
+        retention_texts: dict[str, Sequence[str]] | None = None,
     ) -> EvalPlan:
-        """Tokenise `texts` and build every sample `args` (an [`EvalArguments`]) asks for.
+        """Tokenise `texts` and build every sample `args` (an [`EvalConfig`]) asks for.
 
-        `ppl_texts` (default: `texts`) supply the perplexity documents and the short windows.
+        `ppl_texts` (default: `texts`) supply the perplexity documents and the short windows; each of
+        `retention_texts` (name -> documents) its own short windows.
 
         Raises:
             ValueError: when the documents cannot supply a cell (before any model is loaded).
@@ -64,13 +99,18 @@ class EvalPlan:
         documents = tokenize_documents(tokenizer, texts)
         separator = tokenizer("\n\n", add_special_tokens=False)["input_ids"]
         stream = haystack_stream(documents, separator, max(lengths), seed=args.seed)
-        niah = niah_grid(tokenizer, stream, lengths, args.depths, args.needles_per_cell, seed=args.seed)
+        templates = list(getattr(args, "niah_templates", ["magic"]))
+        niah = {t: niah_grid(tokenizer, stream, lengths, args.depths, args.needles_per_cell, seed=args.seed, template=t)
+                for t in templates}
         ppl_documents = documents if ppl_texts is None else tokenize_documents(tokenizer, ppl_texts)
         ppl = {
             length: long_documents(ppl_documents, length, args.ppl_documents, seed=args.seed)
             for length in (list(args.ppl_lengths) or lengths)
         }
         short = short_windows(ppl_documents, original_window, args.short_windows, seed=args.seed)
+        retention = {name: short_windows(tokenize_documents(tokenizer, docs), original_window, args.short_windows,
+                                         seed=args.seed)
+                     for name, docs in (retention_texts or {}).items()}
         ruler = {}
         for task in args.ruler_tasks:
             for length in list(args.ruler_lengths) or lengths:
@@ -83,7 +123,8 @@ class EvalPlan:
                         break
                     reserve = needed
                 ruler[(task, length)] = samples
-        return cls(original_window, lengths, niah, ppl, short, ruler, list(args.lm_eval_tasks))
+        return cls(original_window, lengths, niah, ppl, short, ruler, list(args.lm_eval_tasks),
+                   bool(getattr(args, "niah_nll", False)), retention)
 
     def run(
         self, model, tokenizer, finished: dict, record: Callable[[str, object], None], args
@@ -93,9 +134,10 @@ class EvalPlan:
         for length, docs in self.ppl.items():
             if f"ppl/{length}" not in finished:
                 record(f"ppl/{length}", perplexity(window_nll(model, docs, args.batch_size)))
-        if "short" not in finished:
-            result = perplexity(window_nll(model, self.short, args.batch_size))
-            record("short", {"length": self.original_window, **result})
+        for source, windows in [(None, self.short), *self.retention.items()]:
+            if short_key(source) not in finished:
+                result = perplexity(window_nll(model, windows, args.batch_size))
+                record(short_key(source), {"length": self.original_window, **result})
         for (task, length), samples in self.ruler.items():
             key = f"ruler/{task}/{length}"
             if key not in finished:
@@ -117,10 +159,16 @@ class EvalPlan:
             )
 
     def _run_niah(self, model, tokenizer, finished: dict, record, batch_size: int) -> None:
-        for length in self.lengths:  # one length at a time: its rows batch together across depths
-            cells = [c for (n, _), c in self.niah.items() if n == length and niah_key(n, c.depth) not in finished]
-            score_niah(model, tokenizer, cells, batch_size,
-                       on_cell=lambda cell, accuracy: record(niah_key(cell.length, cell.depth), accuracy))
+        for template, grid in self.niah.items():
+            name = self.key_template(template)
+            for length in self.lengths:  # one length at a time: its rows batch together across depths
+                cells = [c for (n, d), c in grid.items() if n == length and niah_key(n, d, name) not in finished]
+                score_niah(model, tokenizer, cells, batch_size,
+                           on_cell=lambda cell, accuracy, name=name: record(niah_key(cell.length, cell.depth, name),
+                                                                            accuracy))
+                if self.niah_nll and nll_key(length, name) not in finished:
+                    cells = [c for (n, _), c in grid.items() if n == length]
+                    record(nll_key(length, name), answer_nll(model, cells, batch_size))
 
     @staticmethod
     def _ruler_score(model, tokenizer, samples: list, batch_size: int) -> float:

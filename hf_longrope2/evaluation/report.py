@@ -10,8 +10,11 @@
 ``files`` and ``models`` -> name -> ``path``, ``original_window``, ``max_position_embeddings``, ``rope_type``,
 ``niah`` ({length: {depth: accuracy}}), ``niah_mean`` ({length: accuracy}), ``perplexity`` ({length: {ppl,
 ppl_last, tokens, documents}}), ``short`` ({length, ppl, ppl_last, tokens, documents, retention_pct}),
-``ruler`` ({task: {length: score}}), ``ruler_mean`` ({length: score}) and, when run, ``lm_eval``. Lengths
-and depths are JSON object keys, so strings.
+``ruler`` ({task: {length: score}}), ``ruler_mean`` ({length: score}), ``niah_by_template`` ({template:
+{length: accuracy}}, every template, the first's equal to ``niah_mean``), ``retention`` ({source: the ``short``
+fields}, the perplexity documents first, then each ``--retention-datasets`` source) and, when run,
+``answer_nll`` ({template: {length: mean NLL per answer digit token}}) and ``lm_eval``. Lengths and depths are JSON
+object keys, so strings.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from pathlib import Path
 from ..plots import plot_metric_vs_length, plot_niah_heatmap, plot_tasks_vs_length
 from ..utils.atomic import write_json_atomically, write_text_atomically
 from ..utils.environment import __version__, versions
+from .plan import niah_key, nll_key, short_key
 
 REPORT_KEYS = ("settings", "versions", "wall_time_s", "original_window", "models", "files")
 MODEL_KEYS = ("path", "original_window", "max_position_embeddings", "rope_type", "niah", "niah_mean", "perplexity",
-              "short", "ruler", "ruler_mean")
+              "short", "ruler", "ruler_mean", "niah_by_template", "retention")
 
 
 def _mean(values) -> float:
@@ -37,20 +41,26 @@ def _mean(values) -> float:
 def assemble(args, plan, models: dict, cells: dict, wall_time_s: float) -> dict:
     """The report dict from per-model finished `cells` (see the module docstring for the layout)."""
     out_models = {}
-    base_short = None
+    sources = [args.ppl_dataset or args.dataset, *plan.retention]
+    base_short: dict[str, float] = {}
     for name, meta in models.items():
         done = cells[name]
-        niah: dict[str, dict[str, float]] = {}
-        for (length, depth), _ in plan.niah.items():
-            niah.setdefault(str(length), {})[str(float(depth))] = done[f"niah/{length}/{float(depth)}"]
+        by_template: dict[str, dict[str, dict[str, float]]] = {}
+        for template, grid in plan.niah.items():
+            for length, depth in grid:
+                by_template.setdefault(template, {}).setdefault(str(length), {})[str(float(depth))] = \
+                    done[niah_key(length, depth, plan.key_template(template))]
+        niah = by_template[plan.templates[0]]
         ruler: dict[str, dict[str, float]] = {}
         for task, length in plan.ruler:
             ruler.setdefault(task, {})[str(length)] = done[f"ruler/{task}/{length}"]
         ruler_lengths = sorted({length for _, length in plan.ruler})
-        short = dict(done["short"])
-        if base_short is None:
-            base_short = short["ppl"]
-        short["retention_pct"] = 100.0 * base_short / short["ppl"]
+        retention = {}
+        for source, key in zip(sources, [short_key(None), *map(short_key, plan.retention)], strict=True):
+            retention[source] = dict(done[key])
+            base_short.setdefault(source, retention[source]["ppl"])
+            retention[source]["retention_pct"] = 100.0 * base_short[source] / retention[source]["ppl"]
+        short = retention[sources[0]]
         entry = {
             **meta,
             "niah": niah,
@@ -59,7 +69,12 @@ def assemble(args, plan, models: dict, cells: dict, wall_time_s: float) -> dict:
             "short": short,
             "ruler": ruler,
             "ruler_mean": {str(n): _mean(ruler[t][str(n)] for t in ruler) for n in ruler_lengths},
+            "niah_by_template": {t: {n: _mean(row.values()) for n, row in grid.items()} for t, grid in by_template.items()},
+            "retention": retention,
         }
+        if plan.niah_nll:
+            entry["answer_nll"] = {t: {str(n): done[nll_key(n, plan.key_template(t))] for n in plan.lengths}
+                                   for t in plan.templates}
         if "lm_eval" in done:
             entry["lm_eval"] = done["lm_eval"]
         out_models[name] = entry
@@ -100,11 +115,14 @@ def _by_length(report: dict, section: str, value, pct: bool = False) -> str:
 def summary_table(report: dict) -> str:
     """Mean NIAH accuracy per length, short-window perplexity and retention, one row per model."""
     lengths = sorted({n for m in report["models"].values() for n in m["niah_mean"]}, key=int)
-    header = ["model"] + [f"NIAH@{int(n):,}" for n in lengths] + ["ppl@short", "retention"]
+    more = [s for s in next(iter(report["models"].values())).get("retention", {})][1:]
+    header = (["model"] + [f"NIAH@{int(n):,}" for n in lengths] + ["ppl@short", "retention"]
+              + [f"retention {s}" for s in more])
     rows = []
     for name, m in report["models"].items():
         rows.append([name] + [_fmt(m["niah_mean"].get(n), pct=True) for n in lengths]
-                    + [_fmt(m["short"]["ppl"]), f"{m['short']['retention_pct']:.1f}%"])
+                    + [_fmt(m["short"]["ppl"]), f"{m['short']['retention_pct']:.1f}%"]
+                    + [f"{m['retention'][s]['retention_pct']:.1f}%" for s in more])
     return _table(header, rows)
 
 
@@ -125,9 +143,17 @@ def report_markdown(report: dict) -> str:
         "",
         "## Needle in a haystack (exact-match accuracy, mean over depths)",
         "",
-        _by_length(report, "niah_mean", lambda v: v, pct=True),
-        "",
     ]
+    templates = list(next(iter(report["models"].values())).get("niah_by_template", {}))
+    for template in templates:
+        sub = {"models": {n: {"t": m["niah_by_template"][template]} for n, m in report["models"].items()}}
+        parts += [f"### template `{template}`", "", _by_length(sub, "t", lambda v: v, pct=True), ""]
+    if any("answer_nll" in m for m in report["models"].values()):
+        parts += ["## Answer NLL (mean per answer digit token, teacher-forced; lower is better)", "",
+                  "Exact match is 0 or 1 per sample; the NLL shows how close a model comes when it misses.", ""]
+        for template in templates:
+            sub = {"models": {n: {"t": m.get("answer_nll", {}).get(template, {})} for n, m in report["models"].items()}}
+            parts += [f"### template `{template}`", "", _by_length(sub, "t", lambda v: v), ""]
     parts += [f"![NIAH {name}]({f})" for name, f in files.get("niah_heatmaps", {}).items()]
     if "niah" in files:
         parts += ["", f"![NIAH accuracy vs length]({files['niah']})"]
@@ -147,16 +173,20 @@ def report_markdown(report: dict) -> str:
     if "perplexity" in files:
         parts += [f"![perplexity vs length]({files['perplexity']})", ""]
     first = next(iter(report["models"]))
-    short_rows = [
-        [name, f"{m['short']['length']:,}", _fmt(m["short"]["ppl"]), f"{m['short']['retention_pct']:.1f}%"]
-        for name, m in report["models"].items()
-    ]
+    sources = list(report["models"][first].get("retention") or {"": None})
+    short_rows = []
+    for name, m in report["models"].items():
+        for source in sources:
+            r = m["retention"][source] if source else m["short"]
+            short_rows.append([name, f"`{source}`" if source else "-", f"{r['length']:,}", _fmt(r["ppl"]),
+                               f"{r['retention_pct']:.1f}%"])
     parts += [
         "## Short-window retention",
         "",
-        f"Perplexity on {s['short_windows']} windows of the original length; retention = 100 x ppl({first}) / ppl(model).",
+        f"Perplexity on {s['short_windows']} windows of the original length from each source; retention = 100 x "
+        f"ppl({first}) / ppl(model) on the same windows.",
         "",
-        _table(["model", "window", "ppl", "retention"], short_rows),
+        _table(["model", "source", "window", "ppl", "retention"], short_rows),
         "",
     ]
     tasks = sorted({t for m in report["models"].values() for t in m.get("ruler", {})})

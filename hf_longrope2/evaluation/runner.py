@@ -80,7 +80,8 @@ def evaluate_models(
                           config_name=args.dataset_config, max_documents=args.max_documents)
 
     texts = read(args.dataset)
-    plan = EvalPlan.build(tokenizer, texts, args, window, read(args.ppl_dataset) if args.ppl_dataset else None)
+    plan = EvalPlan.build(tokenizer, texts, args, window, read(args.ppl_dataset) if args.ppl_dataset else None,
+                          {source: read(source) for source in args.retention_datasets})
     state = state if state is not None else {}
     cells = state.setdefault("cells", {})
     total = len(specs) * plan.cells_per_model

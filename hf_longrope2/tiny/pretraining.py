@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -115,12 +115,18 @@ class RecallRows:
 
     ``rows.row(step, index)`` is a pure function of ``(seed, step, index)``: ``(input_ids, weights)`` with
     weight 1 on ordinary tokens, `answer_weight` on answer tokens and 0 where nothing is predicted.
+
+    Midtraining replays these rows with the evaluation held out: `key` draws keys from another vocabulary
+    (pretraining: [`random_key`], adjective-noun pairs like the evaluation's) and ``episodes=False`` turns the
+    needle-template rows into key-to-value snippets, so no row holds the evaluation's template.
     """
 
     def __init__(self, tokenizer, stream: Sequence[int], window: int, seed: int, recall_fraction: float = 0.6,
-                 answer_weight: float = 10.0, min_haystack: int = 16) -> None:
+                 answer_weight: float = 10.0, min_haystack: int = 16,
+                 key: Callable[[random.Random], str] = random_key, episodes: bool = True) -> None:
         self.tok, self.stream, self.window, self.seed = tokenizer, stream, window, seed
         self.recall_fraction, self.answer_weight, self.min_haystack = recall_fraction, answer_weight, min_haystack
+        self.key, self.episodes = key, episodes
         self.head = [tokenizer.bos_token_id] + self._encode(INSTRUCTION)
         if len(stream) < 4 * window:
             raise ValueError(f"the corpus has {len(stream)} tokens; training rows need at least {4 * window}")
@@ -135,7 +141,7 @@ class RecallRows:
     def _keys(self, rng: random.Random, count: int, taken: set[str]) -> list[str]:
         keys: list[str] = []
         while len(keys) < count:
-            key = random_key(rng)
+            key = self.key(rng)
             if key not in taken:
                 taken.add(key)
                 keys.append(key)
@@ -208,7 +214,7 @@ class RecallRows:
             return self._text(rng, self.window), [1.0] * self.window
         if draw < self.recall_fraction / 3:
             return self._repeats(rng)
-        if draw < self.recall_fraction / 2:
+        if draw < self.recall_fraction / 2 or not self.episodes:
             return self._snippets(rng)
         ids, weights = list(self.head), [1.0] * len(self.head)
         needles, question, answer = self._parts(rng, set())

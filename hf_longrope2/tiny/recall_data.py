@@ -9,8 +9,8 @@
 A real long document (a book, a repository) has tokens whose prediction needs something thousands of tokens
 back; the tiny base's own corpus (Python's sources) rarely does, so midtraining on it teaches the extended
 positions nothing about retrieval. Each **long document** here is ``target_length`` tokens (every other one a
-random length between the window and that) of Python source text (``builtin:stdlib``) interleaved with recall
-structure that spans the whole document:
+random length between the window and that) of the base's own pretraining text (the training slices of
+``builtin:stdlib`` and ``builtin:pydoc``) interleaved with recall structure that spans the whole document:
 
 - **records**: lines ``kelomari-47: 1234567`` stating a 7-digit value for a key, mostly in the first half;
 - **lookups**: the same ``kelomari-47:`` again, later, followed by its value. Lookups prefer the records that
@@ -19,16 +19,17 @@ structure that spans the whole document:
 - **echoes**: a span of earlier text written again far later (copying at a distance).
 
 **Short documents** (the original window, counting the EOS the packer appends) replay the base's own pretraining rows
-([`hf_longrope2.tiny.pretraining.RecallRows`] over the same filler text, never pydoc): document-masked short-window rows
-with the original RoPE, the miniature analogue of the paper's short data. With short documents drawn from the long
-generator instead, the demo's midtrained model kept only 53% of its 1x retrieval.
+([`hf_longrope2.tiny.pretraining.RecallRows`]: plain text, repeats and key-to-value snippets over the same text):
+document-masked short-window rows with the original RoPE, the miniature analogue of the paper's short data
+(Fineweb-Edu, drawn from what the base was trained on). With short documents drawn from the long generator instead,
+the demo's midtrained model kept only 53% of its 1x retrieval.
 
-**Held out**, so that the evaluation measures position handling and not a trained format: the evaluation's
-needle template ("special magic number") and its key vocabulary (adjective-noun pairs) never appear in a long
-document (they do in the replayed short rows, at the original RoPE, as in pretraining), and its haystack and
-perplexity text (``builtin:pydoc``) appears nowhere. Long documents' keys are made of syllables (``kelomari-47``),
-the filler text is the standard library's sources, and lookups use the record's own line format. The documents are a pure
-function of the seed and the tokenizer.
+**Held out** of every document, long and short, so that the evaluation measures position handling and text the base
+saw in pretraining but midtraining never did: the evaluation's needle template ("special magic number"; the replayed
+rows' needle episodes become snippets), its key vocabulary (adjective-noun pairs: keys here are syllables,
+``kelomari-47``) and the held-out slices of both sources (``builtin:pydoc:heldout``, ``builtin:stdlib:heldout``),
+where the evaluation's haystacks, perplexity and retention windows come from. Lookups use the record's own line
+format. The documents are a pure function of the seed and the tokenizer.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from ..utils.atomic import save_atomically
 from .pretraining import RecallRows
 
 SYLLABLES = ("ka", "lo", "mi", "re", "tu", "so", "na", "vi", "ge", "po", "du", "fa", "zi", "be", "ru", "xo")
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2  # 2: train slices of both sources; short rows without the needle template or its keys
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,10 @@ class RecallCorpusSettings:
     record_share: float = field(default=0.6, metadata={"help": "Share of a long document's pieces that are "
                                                                 "records, lookups and echoes (the rest is text)"})
     seed: int = field(default=0, metadata={"help": "Seed of every document"})
-    text_source: str = field(default="builtin:stdlib", metadata={"help": "Filler text (never the evaluation's)"})
+    text_source: str = field(
+        default="builtin:stdlib:train+builtin:pydoc:train",
+        metadata={"help": "Text of every document, sources joined by '+' (never the evaluation's held-out slices)"},
+    )
 
     def __post_init__(self) -> None:
         if self.window < 32:
@@ -87,8 +91,9 @@ class RecallDocuments:
         if len(text_ids) < 4 * settings.target_length:
             raise ValueError(f"the filler text has {len(text_ids)} tokens; needs at least {4 * settings.target_length}")
         self.newline = self._encode("\n")
-        # short documents replay the base's own pretraining rows (over the filler text, never pydoc)
-        self._short = RecallRows(tokenizer, text_ids, settings.window, settings.seed + 1_000_003, recall_fraction=0.8)
+        # short documents replay the base's own pretraining rows, without the evaluation's template and keys
+        self._short = RecallRows(tokenizer, text_ids, settings.window, settings.seed + 1_000_003, recall_fraction=0.8,
+                                 key=syllable_key, episodes=False)
 
     def _encode(self, text: str) -> list[int]:
         return self.tok(text, add_special_tokens=False)["input_ids"]
@@ -152,7 +157,8 @@ def write_recall_corpus(tokenizer, output_dir: str | Path, settings: RecallCorpu
     """Write ``long.jsonl`` and ``short.jsonl`` (pre-tokenised ``input_ids``; name them in a midtraining mixture
     with ``tokenized: true``) and ``settings.json`` into `output_dir`, atomically. Returns the two paths."""
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    text = [i for t in load_texts(settings.text_source) for i in tokenizer(t, add_special_tokens=False)["input_ids"] + eos]
+    texts = [t for source in settings.text_source.split("+") for t in load_texts(source)]
+    text = [i for t in texts for i in tokenizer(t, add_special_tokens=False)["input_ids"] + eos]
     docs = RecallDocuments(tokenizer, text, settings)
 
     def write(tmp: Path) -> None:

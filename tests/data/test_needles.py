@@ -157,3 +157,19 @@ def test_one_huge_line_is_read_and_tokenised_only_as_far_as_samples_need(tmp_pat
                            use_cache=False)
     assert batch.input_ids.shape == (1, 512)
     assert max(seen) == needles.haystack_chars(512) == 2**20 < len(text)
+
+
+def test_echo_template_repeats_the_needle_words_and_magic_does_not():
+    from hf_longrope2.data.needles import NEEDLE, niah_template
+
+    tok = char_tokenizer()
+    haystack = tok("lorem ipsum dolor " * 40, add_special_tokens=False)["input_ids"]
+    samples = {t: build_needle_sample(tok, haystack, 400, 0.5, "k-12", "1234567", template=t) for t in ("magic", "echo")}
+    texts = {t: tok.decode(ids) for t, (ids, _) in samples.items()}
+    needle_words = NEEDLE.format(key="k-12", number="").strip().rstrip(".").strip()  # "One of ... for k-12 is:"
+    tail = {t: text[-(len(needle_words) + 9):] for t, text in texts.items()}
+    assert needle_words in tail["echo"] and needle_words not in tail["magic"]
+    for ids, labels in samples.values():  # same length, same scored answer digits
+        assert len(ids) == 400 and [t for t in labels if t != -100] == tok("1234567", add_special_tokens=False)["input_ids"]
+    with pytest.raises(ValueError, match="unknown NIAH template 'nope'.*echo.*magic"):
+        niah_template("nope")

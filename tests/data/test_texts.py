@@ -216,3 +216,38 @@ def test_fingerprint_of_builtins_and_hub_ids_is_stable_and_distinct():
     }
     assert len(keys) == 5
     assert source_fingerprint("org/set") == source_fingerprint("org/set")
+
+
+@pytest.mark.parametrize("source", BUILTIN_SOURCES)
+def test_builtin_slices_split_each_source_into_a_fixed_heldout_part_and_the_rest(source):
+    """The miniature holds one slice out of midtraining: the two slices are disjoint and cover the source."""
+    import hashlib
+
+    def units(docs: list[str]) -> set[str]:  # pydoc documents join topics with blank lines; stdlib is one per file
+        return {hashlib.sha256(p.encode()).hexdigest() for d in docs for p in d.split("\n\n") if p.strip()}
+
+    whole, heldout, train = (load_texts(spec) for spec in (source, f"{source}:heldout", f"{source}:train"))
+    assert heldout and train
+    assert units(heldout) | units(train) == units(whole)
+    assert not (set(heldout) & set(train))
+    assert len(units(heldout)) < len(units(train)) or source == "builtin:pydoc"
+    assert load_texts(f"{source}:heldout") == heldout  # fixed, not drawn per call
+    keys = {source_fingerprint(s) for s in (source, f"{source}:heldout", f"{source}:train")}
+    assert len(keys) == 3
+    assert "held-out slice" in describe(f"{source}:heldout", "validation", "text")
+
+
+def test_builtin_slice_of_a_topic_or_file_is_decided_by_its_name_alone():
+    from hf_longrope2.data.texts import in_heldout_slice
+
+    names = [f"topic-{i}" for i in range(2000)]
+    share = sum(in_heldout_slice("builtin:stdlib", n) for n in names) / len(names)
+    assert 0.15 < share < 0.25  # HELDOUT_SHARE 0.2
+    assert [in_heldout_slice("builtin:pydoc", n) for n in names[:50]] == \
+           [in_heldout_slice("builtin:pydoc", n) for n in names[:50]]
+
+
+def test_unknown_builtin_slice_lists_the_accepted_specs():
+    with pytest.raises(ValueError, match="builtin:pydoc:test") as info:
+        load_texts("builtin:pydoc:test")
+    assert "builtin:pydoc:heldout" in str(info.value) and "builtin:stdlib:train" in str(info.value)

@@ -252,3 +252,52 @@ def test_smollm2_results_file_copies_the_report(report_dir, tmp_path):
     report["models"].pop("ntk_midtrain")
     with pytest.raises(ValueError, match=r"no models named \['ntk_midtrain'\]"):
         smollm2_results.results_from_report(report, "cpu")
+
+
+def test_templates_answer_nll_and_retention_sources_each_get_their_columns(models, tmp_path):
+    out = tmp_path / "report"
+    argv = _argv(models, out, "--niah-templates", "magic", "echo", "--retention-datasets", "builtin:stdlib:heldout",
+                 "--ruler-tasks", "none")
+    assert cli.main(argv) == 0
+    report = json.loads((out / "report.json").read_text())
+    base, yarn = report["models"]["base"], report["models"]["yarn"]
+    for m in (base, yarn):
+        assert set(m["niah_by_template"]) == {"magic", "echo"}
+        assert m["niah_by_template"]["magic"] == m["niah_mean"]
+        assert set(m["answer_nll"]) == {"magic", "echo"}
+        assert all(set(row) == {"768", "1024"} and all(v > 0 for v in row.values()) for row in m["answer_nll"].values())
+        assert list(m["retention"]) == ["builtin:pydoc", "builtin:stdlib:heldout"]
+        assert m["retention"]["builtin:pydoc"] == m["short"]
+    # the templates share haystacks, keys and numbers and differ in the question: different NLL
+    assert base["answer_nll"]["magic"] != base["answer_nll"]["echo"]
+    # inside the window the longrope2 model is the base on every source
+    assert base["retention"]["builtin:stdlib:heldout"]["retention_pct"] == 100.0
+    assert yarn["retention"]["builtin:stdlib:heldout"]["ppl"] == pytest.approx(
+        base["retention"]["builtin:stdlib:heldout"]["ppl"], rel=1e-6)
+    assert yarn["retention"]["builtin:stdlib:heldout"]["ppl"] != yarn["short"]["ppl"]
+    md = (out / "report.md").read_text()
+    for heading in ("### template `magic`", "### template `echo`", "## Answer NLL"):
+        assert md.count(heading) >= 1
+    assert "`builtin:stdlib:heldout`" in md and "retention builtin:stdlib:heldout" in md
+
+
+def test_answer_nll_is_the_mean_loss_over_the_answer_digits():
+    """Teacher-forced NLL from the kept logits equals the loss over the full logits of each whole sample."""
+    from hf_longrope2.evaluation.niah import answer_nll, niah_grid
+
+    torch.manual_seed(0)
+    model = tiny_model("llama").eval()
+    tok = char_tokenizer()
+    stream = tok("lorem ipsum dolor sit amet " * 40, add_special_tokens=False)["input_ids"]
+    grid = niah_grid(tok, stream, [480], [0.0, 1.0], needles_per_cell=3, seed=1, template="echo")
+    losses = []
+    with torch.no_grad():
+        for cell in grid.values():
+            for ids, labels in cell.scored:
+                logits = model(torch.tensor([ids])).logits[0, :-1].float()
+                target = torch.tensor(labels[1:])
+                losses.append(torch.nn.functional.cross_entropy(logits, target, reduction="none", ignore_index=-100)
+                              [target != -100])
+    expected = float(torch.cat(losses).mean())
+    for batch_size in (1, 4):
+        assert answer_nll(model, grid.values(), batch_size) == pytest.approx(expected, rel=1e-5)

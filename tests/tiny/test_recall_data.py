@@ -56,14 +56,27 @@ def test_short_documents_fit_the_window_and_the_seed_decides_everything(docs):
     assert other.document("long", 1) != gen.document("long", 1)
 
 
-def test_evaluation_template_and_keys_are_held_out_of_long_documents(docs):
-    """Only documents longer than the window (the long-RoPE rows) must not contain them; short ones replay the
-    base's pretraining rows, needle template included, at the original RoPE."""
+def test_evaluation_template_and_keys_are_held_out_of_every_document(docs):
+    """Long documents and the replayed short rows alike: no needle template, no adjective-noun key (the short rows
+    replay pretraining's key-to-value snippets with syllable keys instead of its needle episodes)."""
     tok, gen = docs
-    text = " ".join(tok.decode(gen.document("long", i)) for i in range(10))
-    assert "magic" not in text and "special" not in text
-    words = set(re.findall(r"[a-z]+", " ".join(k for _, k, _ in _records(text))))
-    assert words and not words & (set(ADJECTIVES) | set(NOUNS) | {w for k in KEYS for w in k.split("-")})
+    for kind, n in (("long", 10), ("short", 200)):
+        text = " ".join(tok.decode(gen.document(kind, i)) for i in range(n))
+        assert "magic" not in text and "special" not in text, kind
+        keys = re.findall(r"(?:^|\n)([a-z]+(?:-[a-z]+)*-\d+):", text)
+        words = set(re.findall(r"[a-z]+", " ".join(keys)))
+        assert words and not words & (set(ADJECTIVES) | set(NOUNS) | {w for k in KEYS for w in k.split("-")}), kind
+
+
+def test_default_text_is_the_training_slices_of_the_base_corpus(tmp_path, monkeypatch):
+    """The held-out slices (where the evaluation's text comes from) are never read for midtraining data."""
+    from hf_longrope2.tiny import recall_data
+
+    read = []
+    monkeypatch.setattr(recall_data, "load_texts", lambda spec: read.append(spec) or [TEXT])
+    settings = RecallCorpusSettings(target_length=512, window=64, long_documents=2, short_documents=2)
+    write_recall_corpus(char_tokenizer(), tmp_path / "data", settings)
+    assert read == ["builtin:stdlib:train", "builtin:pydoc:train"]
 
 
 def test_written_corpus_is_a_pretokenized_mixture_source(tmp_path, monkeypatch):
