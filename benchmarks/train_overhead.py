@@ -8,7 +8,7 @@ bf16 autocast). The model is a random Llama (4 layers, hidden 256, MLP 1024, 8 h
 embeddings, vocabulary 4,096 with a word-level tokenizer of placeholder tokens, SDPA attention), pre-trained window
 128, extended with YaRN factors (``hf_longrope2.factors.yarn``) to the row length by ``hf_longrope2.extend``. The
 rows are the package's own: random-token documents (88% of them 16-128 tokens, the rest 129 tokens to 3 rows long,
-so about a quarter of the tokens are short-window), packed by ``hf_longrope2.data.packing.pack_mixed_windows`` into
+so about a quarter of the tokens are short-window), packed by the planner and row writer of ``build_mixed_dataset`` into
 short rows (document-masked, original RoPE) and long rows (rescaled RoPE), shuffled with a seed, with the columns
 ``input_ids``, ``labels``, ``seq_lengths`` (``position_ids`` and ``kind`` stay out, as the trainer drops them).
 
@@ -148,8 +148,11 @@ def build_model(target: int, seed: int) -> Any:
 def make_rows(row_length: int, n_rows: int, seed: int, short_probability: float) -> tuple[Any, dict]:
     """At least `n_rows` packed rows of random-token documents; returns (dataset, packing summary)."""
     import datasets
+    import numpy as np
 
-    from hf_longrope2.data.packing import pack_mixed_windows
+    from hf_longrope2.data.mixture import TOKENIZED_COLUMN
+    from hf_longrope2.data.packing import materialise_plan
+    from hf_longrope2.data.packing_plan import plan
 
     window, vocab = MODEL["original"], MODEL["vocab_size"]
     rng = random.Random(seed)
@@ -160,16 +163,21 @@ def make_rows(row_length: int, n_rows: int, seed: int, short_probability: float)
         n = rng.randint(16, window) if short else rng.randint(window + 1, 3 * row_length)
         docs.append([rng.randrange(4, vocab) for _ in range(n - 1)] + [EOS])
         tokens += n
-    rows, report = pack_mixed_windows(docs, original_window=window, target_length=row_length, pad_token_id=PAD,
-                                      seed=seed)
+    # the planner and row writer of build_mixed_dataset, on in-memory documents of one source
+    lengths = np.array([len(d) for d in docs], dtype=np.int64)
+    rows, report, _ = plan(["documents"], np.zeros(len(docs), np.int32), np.arange(len(docs)), lengths,
+                           original_window=window, target_length=row_length, max_document_tokens=None,
+                           short_fraction=None, seed=seed, dropped=())
     if len(rows) < n_rows:
         raise RuntimeError(f"packed only {len(rows)} rows of {row_length} tokens, need {n_rows}")
-    random.Random(seed).shuffle(rows)  # as build_mixed_dataset does
-    columns = ("input_ids", "labels", "seq_lengths")
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)  # as build_mixed_dataset does
+    rows = rows.take(order)
     ints = datasets.List(datasets.Value("int64"))
-    table = {c: [getattr(r, c) for r in rows] for c in columns}
-    dataset = datasets.Dataset.from_dict(table, features=datasets.Features(dict.fromkeys(columns, ints)))
-    used = [r.kind for r in rows[:n_rows]]  # sequential sampling: these are the rows trained on, in this order
+    tokens = datasets.Dataset.from_dict({TOKENIZED_COLUMN: docs}, features=datasets.Features({TOKENIZED_COLUMN: ints}))
+    dataset = materialise_plan(rows, {"documents": tokens}, pad_token_id=PAD)
+    dataset = dataset.select_columns(["input_ids", "labels", "seq_lengths"])
+    used = [rows.kind(r) for r in range(n_rows)]  # sequential sampling: these are the rows trained on, in this order
     summary = {"rows": dict(report.rows), "real_tokens": dict(report.real_tokens),
                "padding_tokens": dict(report.padding_tokens), "short_fraction": report.short_fraction,
                "trained_rows_in_order": used}
