@@ -71,9 +71,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before any Hugging Face import (
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 if not __package__:  # run as `python benchmarks/train_overhead.py`: the repository root first, for `benchmarks`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.harness import envelope, peak_rss, run_in_fresh_process, write_results
+from benchmarks.harness import RESULTS, envelope, peak_rss, run_in_fresh_process, write_results
 
-RESULT = Path(__file__).parent / "results" / "train_overhead.json"
+RESULT = RESULTS / "train_overhead.json"
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "hf-longrope2")
