@@ -34,14 +34,17 @@ import sys
 import time
 from pathlib import Path
 
-from micro_reproduction import MICRO, RESULTS, answer_nll, mean_std, niah_digits, plus_minus, write_results
 from transformers import AutoConfig
 
 from hf_longrope2.demo import QUICK
 from hf_longrope2.pipeline import Budget, eval_stage, midtrain_stage
 from hf_longrope2.tiny.base import tiny_base_path
 from hf_longrope2.utils.atomic import save_atomically, write_json_atomically
-from hf_longrope2.utils.environment import versions
+
+if not __package__:  # run as `python benchmarks/micro_ablations.py`: the repository root first, for `benchmarks`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.harness import RESULTS, envelope, write_results
+from benchmarks.micro_reproduction import MICRO, answer_nll, mean_std, niah_digits, plus_minus
 
 PARENTS = ("longrope2", "yarn_midtrain")
 HYBRIDS = ("longrope2_yarn_left", "longrope2_yarn_mscale", "yarn_lr2_mscale")
@@ -182,11 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"seed_values": args.seeds, "midtrain_steps": budget.midtrain_steps, "quick": args.quick,
                      "needles": budget.needles, "depths": list(budget.depths),
                      "adjacent_samples": ADJACENT_SAMPLES},
-        "versions": versions(),
-        "wall_time_s": round(time.perf_counter() - started, 1),
-        "command": "python benchmarks/micro_ablations.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        **envelope(started, "micro_ablations.py", argv),
     }
-    write_results(Path(args.output), result, markdown(result))
+    write_results(Path(args.output).with_suffix(".json"), result, markdown(result))
+    print(markdown(result))
     return 0
 
 

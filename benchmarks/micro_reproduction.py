@@ -65,14 +65,16 @@ from hf_longrope2.pipeline import (
     search_stage,
 )
 from hf_longrope2.tiny.base import tiny_base_path
-from hf_longrope2.utils.atomic import write_json_atomically, write_text_atomically
-from hf_longrope2.utils.environment import versions
+from hf_longrope2.utils.atomic import write_json_atomically
+
+if not __package__:  # run as `python benchmarks/micro_reproduction.py`: the repository root first, for `benchmarks`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.harness import RESULTS, envelope, write_results
 
 # 11 models per seed, so fewer needles than the demo; RULER tasks at 8x only
 MICRO = Budget(population=16, iterations=4, search_samples=6, midtrain_steps=80, needles=4,
                depths=(0.0, 0.5, 1.0), ppl_documents=2, ruler_samples=2)
 
-RESULTS = Path(__file__).resolve().parent / "results"
 NAMES = ("original", "pi", "ntk", "yarn", "longrope2_search", "longrope2", "pi_midtrain", "ntk_midtrain",
          "yarn_midtrain", "longrope2_ppl_objective", "longrope2_long_only")
 
@@ -299,14 +301,6 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_results(output: Path, result: dict, text: str) -> None:
-    """``output.json`` (`result`) and ``output.md`` (`text`), each written atomically; `text` is printed too."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(output.with_suffix(".json"), result)
-    write_text_atomically(output.with_suffix(".md"), text)
-    print(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="One full run per seed")
@@ -345,11 +339,10 @@ def main(argv: list[str] | None = None) -> int:
                                       "0), lr 3e-4 cosine; NIAH template, keys and the held-out slices never seen",
                      "ruler_tasks": list(RULER_TASKS), "learning_curve_steps": list(CURVE_STEPS),
                      "answer_nll": "the evaluation's NIAH samples, every depth, teacher-forced"},
-        "versions": versions(),
-        "wall_time_s": round(time.perf_counter() - started, 1),
-        "command": "python benchmarks/micro_reproduction.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        **envelope(started, "micro_reproduction.py", argv),
     }
-    write_results(Path(args.output), result, markdown(result))
+    write_results(Path(args.output).with_suffix(".json"), result, markdown(result))
+    print(markdown(result))
     return 0
 
 

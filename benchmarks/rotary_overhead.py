@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import copy
 import json
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import torch
-import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
 import hf_longrope2
 from hf_longrope2 import factors
+
+if not __package__:  # run as `python benchmarks/rotary_overhead.py`: the repository root first, for `benchmarks`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.harness import RESULTS, envelope, write_results
 
 SETTINGS = dict(
     hidden_size=256, num_layers=4, heads=8, seq=2048, docs=4, original=512, target=4096, repeats=15, threads=2
@@ -42,6 +45,7 @@ def _median_times(fns: dict, repeats: int) -> dict:
 
 
 def main() -> dict:
+    started = time.perf_counter()
     s = SETTINGS
     torch.set_num_threads(s["threads"])
     torch.manual_seed(0)
@@ -88,17 +92,9 @@ def main() -> dict:
         "forward_seconds": model,
         "forward_ratio": model["longrope2"] / model["stock"],
         "settings": s,
-        "versions": {
-            "hf_longrope2": hf_longrope2.__version__,
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "python": platform.python_version(),
-        },
-        "machine": f"{platform.machine()} CPU, {s['threads']} threads",
+        **envelope(started, "rotary_overhead.py", [], torch_threads=s["threads"]),
     }
-    out = Path(__file__).parent / "results" / "rotary_overhead.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results(RESULTS / "rotary_overhead.json", result)
     print(
         json.dumps(
             {k: result[k] for k in ("rotary_seconds", "rotary_ratio", "forward_seconds", "forward_ratio")}, indent=2

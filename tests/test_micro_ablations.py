@@ -1,14 +1,10 @@
 """benchmarks/micro_ablations.py: each hybrid swaps exactly one thing between the searched vector and YaRN's."""
 
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from micro_ablations import HYBRIDS, hybrid_rope  # noqa: E402
-
-from hf_longrope2 import factors  # noqa: E402
+from benchmarks.micro_ablations import HYBRIDS, hybrid_rope
+from hf_longrope2 import factors
 
 SEARCHED = {"rope_type": "longrope2", "critical_dim": 3, "factor": 8.0, "long_mscale": 1.1726,
             "long_factor": [1.0, 1.5, 3.0, 8.0, 8.0, 12.0]}

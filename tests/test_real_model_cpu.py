@@ -5,16 +5,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import real_model_cpu as bench  # noqa: E402  (the script the committed results came from)
-
-from hf_longrope2.tiny.base import tiny_base_path  # noqa: E402
+import benchmarks.real_model_cpu as bench  # the script the committed results came from
+from hf_longrope2.tiny.base import tiny_base_path
 
 
 @pytest.fixture(scope="module")

@@ -10,19 +10,17 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from benchmarks import serving  # the same helpers the committed results came from
+from benchmarks.harness import vllm_venv
 from hf_longrope2 import cli
 from hf_longrope2.tiny.base import tiny_base_path
 
 pytestmark = pytest.mark.slow
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
-import serving  # noqa: E402  (benchmarks/serving.py: the same helpers the committed results came from)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +82,7 @@ def test_vllm_serves_the_export_like_transformers(models, tmp_path):
 
     export = tmp_path / "serving"
     assert cli.main(["export-serving", "--model", str(models["longrope2"]), "--output-dir", str(export)]) == 0
-    python = serving.ensure_vllm_venv(Path(serving.default_vllm_venv()))
+    python = serving.ensure_vllm_venv(vllm_venv())
     tok = AutoTokenizer.from_pretrained(export)
     prompt = serving.prompts(tok, [1500])[1500]
     text = serving.prompts(tok, [255], seed=2)[255]

@@ -22,15 +22,14 @@ every dropped or truncated document, and kept plus lost tokens equal the input t
 
 It scales to billions of tokens in two steps, and never holds all token ids at once:
 
-1. Plan from lengths only ([`mix_lengths`], [`plan_mixed_windows`]): the mixture, the packing and the
-   `short_fraction` choice see one integer per document and produce a [`PackingPlan`], rows of pieces
-   ``(source, document index, start, length)`` followed by padding segments.
+1. Plan from lengths only ([`hf_longrope2.data.packing_plan.mix`], [`hf_longrope2.data.packing_plan.plan`]): the
+   mixture, the packing and the `short_fraction` choice see one integer per document and produce a [`PackingPlan`],
+   rows of pieces ``(source, document index, start, length)`` followed by padding segments.
 2. Materialise ([`build_mixed_dataset`]): the rows are written by ``datasets.map`` (``num_proc`` processes) from the
    tokenised, memory-mapped Arrow file of every source ([`tokenize_source`]) to an Arrow file under
    ``cache_dir() / "packing"`` named by a hash of the plan; a second run with the same plan reads it back.
 
-[`pack_mixed_windows`] runs the same planner on in-memory documents and returns the rows as Python lists. The
-planner of step 1 lives in [`hf_longrope2.data.packing_plan`], the sources and their tokenisation in
+The planner of step 1 lives in [`hf_longrope2.data.packing_plan`], the sources and their tokenisation in
 [`hf_longrope2.data.mixture`].
 """
 
@@ -42,9 +41,8 @@ import logging
 import os
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -63,10 +61,7 @@ from .mixture import (
     tokenize_source,
 )
 from .packing_plan import (
-    DEFAULT_SOURCE,
     KINDS,
-    Document,
-    DroppedDocument,
     PackingPlan,
     PackingReport,
     check_settings,
@@ -78,11 +73,8 @@ __all__ = [
     "PLAN_COLUMNS",
     "ROW_BATCH_TOKENS",
     "ROW_COLUMNS",
-    "PackedRow",
-    "Piece",
     "build_mixed_dataset",
     "materialise_plan",
-    "pack_mixed_windows",
 ]
 
 logger = logging.getLogger(__name__)
@@ -90,29 +82,6 @@ logger = logging.getLogger(__name__)
 ROW_COLUMNS = ("input_ids", "labels", "position_ids", "seq_lengths", "kind")
 PLAN_COLUMNS = ("kind", "source", "index", "start", "length")
 ROW_BATCH_TOKENS = 1 << 20  # tokens per materialisation batch
-
-
-class Piece(NamedTuple):
-    source: str
-    index: int
-    document_length: int
-    tokens: int
-
-
-@dataclass
-class PackedRow:
-    """One row of exactly ``target_length`` tokens; `pieces` describes its real segments (padding follows them)."""
-
-    input_ids: list[int]
-    labels: list[int]
-    position_ids: list[int]
-    seq_lengths: list[int]
-    kind: str
-    pieces: list[Piece]
-
-    @property
-    def real_tokens(self) -> int:
-        return sum(p.tokens for p in self.pieces)
 
 
 # -------------------------------------------------------------------------------------------------- materialising
@@ -233,73 +202,6 @@ def materialise_plan(
     return rows.select_columns(list(ROW_COLUMNS))
 
 
-# ------------------------------------------------------------------------------------------------------- in memory
-
-
-def _as_documents(documents: Any) -> list[Document]:
-    if isinstance(documents, Mapping):
-        return [Document(name, i, ids) for name, docs in documents.items() for i, ids in enumerate(docs)]
-    documents = list(documents)
-    if documents and isinstance(documents[0], Document):
-        return documents
-    return [Document(DEFAULT_SOURCE, i, ids) for i, ids in enumerate(documents)]
-
-
-def pack_mixed_windows(
-    documents: Sequence[Sequence[int]] | Mapping[str, Sequence[Sequence[int]]] | Sequence[Document],
-    *,
-    original_window: int,
-    target_length: int,
-    pad_token_id: int,
-    max_document_tokens: int | None = None,
-    short_fraction: float | None = None,
-    seed: int = 0,
-    dropped: Sequence[DroppedDocument] = (),
-) -> tuple[list[PackedRow], PackingReport]:
-    """Pack token id documents into short- and long-window rows of exactly `target_length` tokens, in memory.
-
-    Args:
-        documents: Token id lists (source ``"documents"``), a mapping source name -> lists, or [`Document`]s.
-        original_window (`int`): The model's original context window; longer documents get long rows.
-        target_length (`int`): Tokens per row (> `original_window`).
-        pad_token_id (`int`): Id that fills the end of rows.
-        max_document_tokens (`int`, *optional*): Truncate longer documents (reported).
-        short_fraction (`float`, *optional*): Wanted fraction of non-padding tokens in short rows; rows of the
-            over-represented kind are dropped (seeded, reported) to come as close as possible.
-        seed (`int`): Seed for the rows dropped by `short_fraction`.
-        dropped: Documents already dropped upstream (e.g. by [`mix_sources`]); they count as input and are reported.
-
-    Returns:
-        `(rows, report)`: short rows, then full long rows, then packed long rows. [`plan_mixed_windows`] makes the
-        same rows from lengths alone; [`build_mixed_dataset`] writes them to disk.
-    """
-    check_settings(original_window, target_length, max_document_tokens, short_fraction)
-    docs = _as_documents(documents)
-    ids: dict[str, int] = {}
-    source = np.fromiter((ids.setdefault(d.source, len(ids)) for d in docs), np.int32, len(docs))
-    index = np.fromiter((d.index for d in docs), np.int64, len(docs))
-    length = np.fromiter((len(d.token_ids) for d in docs), np.int64, len(docs))
-    plan, report, items = planner.plan(list(ids), source, index, length, original_window=original_window,
-                                target_length=target_length, max_document_tokens=max_document_tokens,
-                                short_fraction=short_fraction, seed=seed, dropped=dropped)
-    item_of = items.tolist()
-
-    def read(piece: int, start: int, n: int) -> np.ndarray:
-        return np.asarray(docs[item_of[piece]].token_ids[start:start + n], dtype=np.int64).reshape(-1)
-
-    rows = []
-    for r in range(len(plan)):
-        lo, hi = int(plan.row_offsets[r]), int(plan.row_offsets[r + 1])
-        chunks = [read(p, a, n) for p, a, n in zip(range(lo, hi), plan.piece_start[lo:hi].tolist(),
-                                                   plan.piece_length[lo:hi].tolist(), strict=True)]
-        ids_, labels, positions, seq = _row_arrays(chunks, target_length, original_window, pad_token_id)
-        pieces = [Piece(plan.sources[s], i, n, k) for s, i, n, k in zip(
-            plan.piece_source[lo:hi].tolist(), plan.piece_index[lo:hi].tolist(),
-            plan.piece_document_length[lo:hi].tolist(), plan.piece_length[lo:hi].tolist(), strict=True)]
-        rows.append(PackedRow(ids_.tolist(), labels.tolist(), positions.tolist(), seq, plan.kind(r), pieces))
-    return rows, report
-
-
 def build_mixed_dataset(
     tokenizer: Any,
     sources: Sequence[SourceSpec],
@@ -317,13 +219,18 @@ def build_mixed_dataset(
 ) -> tuple[Any, PackingReport]:
     """Tokenise, mix by weight, pack and shuffle `sources` into mid-training rows.
 
-    Plans from document lengths ([`mix_lengths`], [`plan_mixed_windows`]), then writes the rows from the tokenised
+    Plans from document lengths ([`hf_longrope2.data.packing_plan.mix`], [`hf_longrope2.data.packing_plan.plan`]), then
+    writes the rows from the tokenised
     sources' Arrow files to ``cache_dir() / "packing" / "rows-<plan hash>.arrow"`` (read back by a later call with
     the same plan); the dataset is memory-mapped from there.
 
     Args:
         tokenizer: A Hugging Face tokenizer. sources: The mixture ([`SourceSpec`], see [`mixture_from_yaml`]).
-        original_window, target_length, short_fraction, max_document_tokens: See [`pack_mixed_windows`].
+        original_window (`int`): The model's original context window; longer documents get long rows.
+        target_length (`int`): Tokens per row (> `original_window`).
+        short_fraction (`float`, *optional*): Wanted fraction of non-padding tokens in short rows; rows of the
+            over-represented kind are dropped (seeded, reported) to come as close as possible.
+        max_document_tokens (`int`, *optional*): Truncate longer documents (reported).
         seed (`int`): Fixes the mixture's document choice, the rows dropped for `short_fraction` and the row order.
         num_proc (`int`): Processes for tokenisation and for writing rows. append_eos (`bool`): End every document
             with EOS.

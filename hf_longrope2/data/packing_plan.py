@@ -1,14 +1,20 @@
 """The length planner of mixed-window packing: mixtures and packing plans from document lengths alone.
 
 ```python
->>> from hf_longrope2.data.packing_plan import mix_lengths, plan_mixed_windows
+>>> from hf_longrope2.data.packing_plan import mix, plan
 >>> lengths = {"books": np.array([9000, 300, 40000, 2000]), "code": np.array([120, 800, 5000])}
->>> kept, dropped = mix_lengths(lengths, {"books": 3.0, "code": 1.0})  # kept: document indices per source
->>> plan, report = plan_mixed_windows({k: n[kept[k]] for k, n in lengths.items()}, indices=kept,
-...                                   original_window=8192, target_length=32768)
->>> [plan.kind(r) for r in range(len(plan))], plan.pieces(0)[0]
+>>> kept, dropped = mix(lengths, {"books": 3.0, "code": 1.0}, seed=0)  # document positions per source
+>>> names = sorted(lengths)                                               # then as parallel arrays, one per document
+>>> source = np.repeat(np.arange(len(names)), [len(kept[n]) for n in names])
+>>> index = np.concatenate([np.sort(kept[n]) for n in names])
+>>> length = np.concatenate([lengths[n][np.sort(kept[n])] for n in names])
+>>> rows, report, _ = plan(names, source, index, length, original_window=8192, target_length=32768,
+...                        max_document_tokens=None, short_fraction=None, seed=0, dropped=[])
+>>> [rows.kind(r) for r in range(len(rows))], rows.pieces(0)[0]
 (['short', 'long'], PlanPiece(source='code', index=2, start=0, length=5000))
 ```
+
+This is what [`hf_longrope2.data.packing.build_mixed_dataset`] runs on the lengths of its tokenised sources.
 
 Step 1 of [`hf_longrope2.data.packing`]: the mixture, the packing and the `short_fraction` choice see one integer per
 document and produce a [`PackingPlan`] (rows of pieces ``(source, document index, start, length)`` followed by
@@ -35,17 +41,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 KINDS = ("short", "long")
-DEFAULT_SOURCE = "documents"
 _KEY = 1 << 40  # (source, index) -> source * _KEY + index
-
-
-@dataclass(frozen=True)
-class Document:
-    """Token ids of one document and where it came from (`index`: its position in its source)."""
-
-    source: str
-    index: int
-    token_ids: Sequence[int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +87,7 @@ def _gather(offsets: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 @dataclass(frozen=True, eq=False)
 class PackingPlan:
-    """Rows as pieces of documents, made from document lengths only; see [`plan_mixed_windows`].
+    """Rows as pieces of documents, made from document lengths only; see [`plan`].
 
     Row ``r`` has kind ``KINDS[kinds[r]]`` and the pieces ``row_offsets[r]`` to ``row_offsets[r + 1]`` (exclusive) of
     the ``piece_*`` arrays: tokens ``[piece_start, piece_start + piece_length)`` of document ``piece_index`` of
@@ -222,13 +218,6 @@ def check_settings(original_window: int, target_length: int, max_document_tokens
         raise ValueError(f"short_fraction must be in [0, 1] or None, got {short_fraction!r}")
 
 
-def _lengths_array(lengths: Any, what: str) -> np.ndarray:
-    array = np.asarray(lengths if len(lengths) else [], dtype=np.int64)
-    if array.ndim != 1 or (array.size and array.min() < 0):
-        raise ValueError(f"{what} must be a flat sequence of non-negative integers")
-    return array
-
-
 def _sum_by(keys: np.ndarray, values: np.ndarray, count: int) -> list[int]:
     """Per-key sums of integer `values` (exact below 2**53)."""
     if not len(keys):
@@ -241,7 +230,12 @@ def _sum_by(keys: np.ndarray, values: np.ndarray, count: int) -> list[int]:
 
 def mix(lengths: Mapping[str, np.ndarray], weights: Mapping[str, float], seed: int
          ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Positions kept and dropped per source, each in the seeded visiting order; see [`mix_lengths`]."""
+    """Positions kept and dropped per source, each in the seeded visiting order; without oversampling.
+
+    Takes from every source the most tokens such that token shares follow `weights`: the source with the fewest
+    tokens per unit of weight is used whole and sets the scale; the others take whole documents, in a seeded shuffled
+    order, while they fit their budget ([`mixture_drops`] reports the rest).
+    """
     if set(lengths) != set(weights):
         raise ValueError(f"weights name the sources {sorted(weights)} but the documents come from "
                          f"{sorted(lengths)}")
@@ -281,42 +275,9 @@ def mix(lengths: Mapping[str, np.ndarray], weights: Mapping[str, float], seed: i
 
 
 def mixture_drops(name: str, index: np.ndarray, lengths: np.ndarray) -> list[DroppedDocument]:
+    """The documents `index` (of `lengths`) of source `name` that [`mix`] left out, as dropped "over the mixture weight"."""
     return [DroppedDocument(name, i, n, n, "over the mixture weight", "mixture")
             for i, n in zip(index.tolist(), lengths.tolist(), strict=True)]
-
-
-def mix_lengths(
-    lengths: Mapping[str, Sequence[int] | np.ndarray], weights: Mapping[str, float], seed: int = 0
-) -> tuple[dict[str, np.ndarray], list[DroppedDocument]]:
-    """[`mix_sources`] on document lengths: returns `(kept, dropped)`, the sorted document indices kept per source.
-
-    Takes from every source the most tokens such that token shares follow `weights`, without oversampling: the
-    source with the fewest tokens per unit of weight is used whole and sets the scale; the others take whole
-    documents, in a seeded shuffled order, while they fit their budget.
-    """
-    arrays = {name: _lengths_array(n, f"lengths of source {name!r}") for name, n in lengths.items()}
-    kept, dropped = mix(arrays, weights, seed)
-    drops = [d for name in sorted(arrays) for d in mixture_drops(name, dropped[name], arrays[name][dropped[name]])]
-    return {name: np.sort(kept[name]) for name in arrays}, drops
-
-
-def mix_sources(
-    per_source_docs: Mapping[str, Sequence[Sequence[int]]], weights: Mapping[str, float], seed: int = 0
-) -> tuple[list[Document], list[DroppedDocument]]:
-    """Take from every source the most tokens such that token shares follow `weights`, without oversampling.
-
-    The source with the fewest tokens per unit of weight is used whole and sets the scale; the others take whole
-    documents, in a seeded shuffled order, while they fit their budget. Returns `(documents, dropped)`: what is left
-    out is dropped "over the mixture weight". See [`mix_lengths`] for lengths alone.
-    """
-    if set(per_source_docs) != set(weights):
-        raise ValueError(f"weights name the sources {sorted(weights)} but the documents come from "
-                         f"{sorted(per_source_docs)}")
-    lengths = {name: np.fromiter((len(d) for d in docs), np.int64, len(docs)) for name, docs in per_source_docs.items()}
-    kept, dropped = mix(lengths, weights, seed)
-    documents = [Document(name, i, per_source_docs[name][i]) for name in sorted(lengths) for i in kept[name].tolist()]
-    drops = [d for name in sorted(lengths) for d in mixture_drops(name, dropped[name], lengths[name][dropped[name]])]
-    return documents, drops
 
 
 # -------------------------------------------------------------------------------------------------------- planning
@@ -508,43 +469,3 @@ def plan(
     _count_outputs(report, packed, names, row)
     report.dropped = drops
     return packed, report, items
-
-
-def plan_mixed_windows(
-    lengths: Sequence[int] | np.ndarray | Mapping[str, Sequence[int] | np.ndarray],
-    *,
-    original_window: int,
-    target_length: int,
-    max_document_tokens: int | None = None,
-    short_fraction: float | None = None,
-    seed: int = 0,
-    dropped: Sequence[DroppedDocument] = (),
-    indices: Mapping[str, Sequence[int] | np.ndarray] | None = None,
-) -> tuple[PackingPlan, PackingReport]:
-    """The rows [`hf_longrope2.data.packing.pack_mixed_windows`] makes, as a [`PackingPlan`], from document lengths alone.
-
-    Args:
-        lengths: Token counts of the documents (source ``"documents"``), or a mapping source name -> counts.
-        indices: Per source, the document index of every length (default: its position), e.g. the kept indices of
-            [`mix_lengths`].
-        original_window, target_length, max_document_tokens, short_fraction, seed, dropped: See
-            [`hf_longrope2.data.packing.pack_mixed_windows`].
-
-    Returns:
-        `(plan, report)`; the report is the one [`pack_mixed_windows`] gives for documents of these lengths.
-    """
-    check_settings(original_window, target_length, max_document_tokens, short_fraction)
-    if not isinstance(lengths, Mapping):
-        lengths = {DEFAULT_SOURCE: lengths}
-    names = list(lengths)
-    arrays = [_lengths_array(lengths[name], f"lengths of source {name!r}") for name in names]
-    index = [np.arange(len(a), dtype=np.int64) if indices is None or name not in indices
-             else np.asarray(indices[name], dtype=np.int64) for name, a in zip(names, arrays, strict=True)]
-    if any(len(i) != len(a) for i, a in zip(index, arrays, strict=True)):
-        raise ValueError("indices must give one document index per length")
-    source = np.repeat(np.arange(len(names), dtype=np.int32), [len(a) for a in arrays])
-    cat = [np.concatenate(x) if x else np.zeros(0, np.int64) for x in (index, arrays)]
-    result, report, _ = plan(names, source, *cat, original_window=original_window, target_length=target_length,
-                            max_document_tokens=max_document_tokens, short_fraction=short_fraction, seed=seed,
-                            dropped=dropped)
-    return result, report

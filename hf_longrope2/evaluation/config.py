@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.needles import TEMPLATES
-from ..utils.arguments import flag_name, require_fields
+from ..utils.arguments import check_choices, flag_name, require_fields
 from ..utils.environment import DTYPES
 from ..utils.run_folder import RunFolder
 from .ruler import RULER_TASKS
@@ -86,7 +86,7 @@ class EvalConfig:
     dataset_config: str | None = field(default=None, metadata={"help": "Config name of a Hub dataset"})
     text_column: str = field(default="text", metadata={"help": "Column holding the text (Hub, jsonl, json, parquet)"})
     max_documents: int = field(default=1000, metadata={"help": "Read at most this many documents"})
-    dtype: str = field(default="auto", metadata={"help": f"One of {DTYPES}; auto = bfloat16 on GPU, float32 on CPU"})
+    dtype: str = field(default="auto", metadata={"help": "auto = bfloat16 on GPU, float32 on CPU", "choices": DTYPES})
     attn_implementation: str | None = field(
         default=None, metadata={"help": "sdpa, flash_attention_2, eager, ...; default: the model's default"}
     )
@@ -105,8 +105,7 @@ class EvalConfig:
         names = self.names
         if len(set(names)) != len(names):
             raise ValueError(f"model names must be unique, got {names}; pass --name")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"--dtype must be one of {DTYPES}, got {self.dtype!r}")
+        check_choices(self)
         if [t.lower() for t in self.ruler_tasks] == [NONE]:
             self.ruler_tasks = []
         unknown = sorted(set(self.ruler_tasks) - set(_all_ruler_tasks()))

@@ -12,7 +12,7 @@ from .. import factors
 from ..factors import METHODS
 from ..modeling.modeling_longrope2 import architecture_for
 from ..modeling.rope import LongRoPE2Parameters, RopeGeometry
-from ..utils.arguments import check_token_count, require_fields
+from ..utils.arguments import check_choices, check_token_count, require_fields
 from ..utils.atomic import check_output_dir, save_atomically
 from ..utils.environment import DTYPES, torch_dtype
 from ..utils.loading import model_source
@@ -84,8 +84,8 @@ class ExtendArguments:
     method: str | None = field(
         default=None,
         metadata={
-            "help": f"Factor vector: one of {METHODS}; ignored with --factors-file. Not given: yarn, and a line on "
-            "stderr says so"
+            "help": "Factor vector; ignored with --factors-file. Not given: yarn, and a line on stderr says so",
+            "choices": METHODS,
         },
     )
     factors_file: str | None = field(
@@ -94,16 +94,13 @@ class ExtendArguments:
     original_length: int | None = field(
         default=None, metadata={"help": "Pre-training window; default: the model's current window"}
     )
-    dtype: str = field(default="auto", metadata={"help": "Weights dtype: auto, float32, bfloat16 or float16"})
+    dtype: str = field(default="auto", metadata={"help": "Weights dtype", "choices": DTYPES})
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
 
     def __post_init__(self) -> None:
         require_fields(self, "model", "output_dir")
         check_token_count("--target-length", self.target_length)
-        if self.method is not None and self.method not in METHODS:
-            raise ValueError(f"--method must be one of {METHODS}, got {self.method!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"--dtype must be auto, float32, bfloat16 or float16, got {self.dtype!r}")
+        check_choices(self)
 
 
 def run_extend(args: ExtendArguments) -> PreTrainedModel:

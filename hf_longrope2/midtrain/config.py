@@ -23,7 +23,14 @@ from typing import Any, ClassVar
 from transformers import TrainingArguments
 from trl import ModelConfig, SFTConfig, TrlParser
 
-from ..utils.arguments import HelpFormatter, check_token_count, parse_dataclasses, tidy_help
+from ..utils.arguments import (
+    HelpFormatter,
+    MetadataChoices,
+    check_choices,
+    check_token_count,
+    parse_dataclasses,
+    tidy_help,
+)
 
 TRAINERS = ("sft", "trainer")
 TINY = "builtin:tiny-llama"
@@ -32,7 +39,7 @@ TINY = "builtin:tiny-llama"
 @dataclass
 class MidtrainScriptArguments:
     trainer: str = field(
-        default="sft", metadata={"help": f"One of {TRAINERS}: LongRoPE2SFTTrainer (TRL) or LongRoPE2Trainer"}
+        default="sft", metadata={"help": "LongRoPE2SFTTrainer (TRL) or LongRoPE2Trainer", "choices": TRAINERS}
     )
     tiny_window: int = field(default=128, metadata={"help": f"Original window of {TINY} (offline test model)"})
     overwrite: bool = field(
@@ -41,8 +48,7 @@ class MidtrainScriptArguments:
     )
 
     def __post_init__(self) -> None:
-        if self.trainer not in TRAINERS:
-            raise ValueError(f"--trainer must be one of {TRAINERS}, got {self.trainer!r}")
+        check_choices(self)
 
 
 @dataclass
@@ -150,7 +156,7 @@ class _HelpAll(argparse.Action):
         parser.exit()
 
 
-class MidtrainParser(TrlParser):
+class MidtrainParser(MetadataChoices, TrlParser):
     """TRL's parser whose ``--help`` shows our flags and the common training ones; ``--help-all`` shows all ~300."""
 
     def __init__(self, *args, **kwargs) -> None:

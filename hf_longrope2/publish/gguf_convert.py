@@ -50,6 +50,7 @@ from transformers.utils.import_utils import GGUF_MIN_VERSION
 
 from ..extension import extend
 from ..modeling.modeling_longrope2 import SUPPORTED_MODEL_TYPES
+from ..utils.arguments import check_choices
 from ..utils.atomic import check_output_dir, save_atomically
 from ..utils.environment import FLOAT_DTYPES
 
@@ -228,15 +229,14 @@ class ConvertGGUFArguments:
     )
     dtype: str = field(
         default="float32",
-        metadata={"help": f"Weights dtype, one of {FLOAT_DTYPES}; float32 keeps the dequantised values exactly"},
+        metadata={"help": "Weights dtype; float32 keeps the dequantised values exactly", "choices": FLOAT_DTYPES},
     )
     overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty output folder"})
 
     def __post_init__(self) -> None:
         if not self.gguf_file or not self.output_dir:
             raise ValueError("usage: hf-longrope2 convert-gguf FILE OUT (or --gguf-file FILE --output-dir OUT)")
-        if self.dtype not in FLOAT_DTYPES:
-            raise ValueError(f"--dtype must be one of {FLOAT_DTYPES}, got {self.dtype!r}")
+        check_choices(self)
 
 
 def positionals_as_flags(argv: Sequence[str]) -> list[str]:

@@ -36,6 +36,7 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from ..modeling.rope import LongRoPE2Parameters, rope_parameters
+from ..utils.arguments import check_choices
 from ..utils.atomic import atomic_path
 from ..utils.loading import check_model_folder_loadable
 from .gguf_convert import require_gguf
@@ -227,14 +228,13 @@ def export_gguf(model_dir: str | os.PathLike, output_file: str | os.PathLike, *,
 class ExportGGUFArguments:
     model: str = field(default="", metadata={"help": "A saved longrope2 Llama folder (required)"})
     output_file: str = field(default="", metadata={"help": "The .gguf file to write (required)"})
-    dtype: str = field(default="float32", metadata={"help": f"Matrices as one of {MATRIX_DTYPES}"})
+    dtype: str = field(default="float32", metadata={"help": "The matrices' dtype", "choices": MATRIX_DTYPES})
     overwrite: bool = field(default=False, metadata={"help": "Replace an existing --output-file"})
 
     def __post_init__(self) -> None:
         if not self.model or not self.output_file:
             raise ValueError("--model and --output-file are required")
-        if self.dtype not in MATRIX_DTYPES:
-            raise ValueError(f"--dtype must be one of {MATRIX_DTYPES}, got {self.dtype!r}")
+        check_choices(self)
 
 
 def run_export_gguf(args: ExportGGUFArguments) -> Path:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..utils.arguments import check_token_count, flag_name, require_fields
+from ..utils.arguments import check_choices, check_token_count, flag_name, require_fields
 from ..utils.environment import DTYPES
 from ..utils.run_folder import RunFolder
 from .space import SPACES
@@ -53,11 +53,13 @@ class SearchConfig:
         },
     )
     objective: str = field(
-        default="needle", metadata={"help": "needle (answer-token NLL) or ppl (every token; the paper's ablation)"}
+        default="needle",
+        metadata={"help": "needle (answer-token NLL) or ppl (every token; the paper's ablation)",
+                  "choices": ("needle", "ppl")},
     )
     max_depth: float = field(default=0.5, metadata={"help": "Needle depths spread over [0, max_depth] of the haystack"})
     seed: int = field(default=0, metadata={"help": "Seed of the samples and of the evolution"})
-    dtype: str = field(default="auto", metadata={"help": f"One of {DTYPES}; auto = bfloat16 on GPU, float32 on CPU"})
+    dtype: str = field(default="auto", metadata={"help": "auto = bfloat16 on GPU, float32 on CPU", "choices": DTYPES})
     attn_implementation: str | None = field(
         default=None, metadata={"help": "sdpa, eager, flash_attention_2, ...; default: the model's default"}
     )
@@ -73,14 +75,16 @@ class SearchConfig:
         default="longrope2",
         metadata={
             "help": "longrope2 (the paper's: NTK-shaped pairs below d_rcd, a monotone tail in [s, 2s]) or longrope "
-            "(every pair searched, monotone in [1, 2s], started from PI/NTK/YaRN and their mutants)"
+            "(every pair searched, monotone in [1, 2s], started from PI/NTK/YaRN and their mutants)",
+            "choices": SPACES,
         },
     )
     racing: str = field(
         default="paired",
         metadata={
             "help": "Dropping candidates before their last sample: paired (exact bound + a paired t-test against the "
-            "k-th parent), exact (only when the partial sum already exceeds the k-th parent's total), off"
+            "k-th parent), exact (only when the partial sum already exceeds the k-th parent's total), off",
+            "choices": RACING,
         },
     )
     racing_confidence: float = field(
@@ -110,14 +114,7 @@ class SearchConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"{flag_name(name)}: invalid value {getattr(self, name)!r}")
-        if self.objective not in ("needle", "ppl"):
-            raise ValueError(f"--objective must be 'needle' or 'ppl', got {self.objective!r}")
-        if self.space not in SPACES:
-            raise ValueError(f"--space must be one of {SPACES}, got {self.space!r}")
-        if self.racing not in RACING:
-            raise ValueError(f"--racing must be one of {RACING}, got {self.racing!r}")
-        if self.dtype not in DTYPES:
-            raise ValueError(f"--dtype must be one of {DTYPES}, got {self.dtype!r}")
+        check_choices(self)
 
     @property
     def run_folder(self) -> RunFolder:

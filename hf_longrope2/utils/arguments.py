@@ -8,7 +8,9 @@
 
 A YAML file is turned into the flags it stands for (``target_length: 100.5`` -> ``--target_length 100.5``)
 and put before the command line's own flags, so YAML values go through exactly the conversion and checks of
-flags (argparse types, choices, then the dataclass's ``__post_init__``) and flags override them. A YAML
+flags (argparse types, choices, then the dataclass's ``__post_init__``) and flags override them. A field's allowed
+values are declared once, as ``metadata={"choices": ...}``: argparse checks flags and YAML values against them and
+[`check_choices`] checks a config built in Python, with the same message. A YAML
 value the field's type cannot take is reported with the file and key; a malformed YAML file with its line.
 Parser errors raise [`ArgumentError`] (a `ValueError`) instead of exiting, so the command line prints them
 as one line.
@@ -55,7 +57,37 @@ def tidy_help(parser: argparse.ArgumentParser) -> None:
             action.help = f"Set {action.dest} to false (--{action.dest} is on by default)"
 
 
-class Parser(HfArgumentParser):
+def choice_error(name: str, choices, value) -> str:
+    """The one message for a value outside a field's ``metadata["choices"]``."""
+    return f"{flag_name(name)} must be one of {tuple(choices)}, got {value!r}"
+
+
+def check_choices(config) -> None:
+    """Raise ``ValueError`` for the first field of dataclass `config` whose value is not in its
+    ``metadata["choices"]`` (None passes where None is the field's default)."""
+    for f in fields(config):
+        choices = f.metadata.get("choices")
+        value = getattr(config, f.name)
+        if choices is not None and value not in choices and not (value is None and f.default is None):
+            raise ValueError(choice_error(f.name, choices, value))
+
+
+def choice_fields(parser: argparse.ArgumentParser) -> set[str]:
+    """The fields of `parser`'s dataclasses that declare ``metadata["choices"]``."""
+    return {f.name for cls in getattr(parser, "dataclass_types", ()) for f in fields(cls) if "choices" in f.metadata}
+
+
+class MetadataChoices:
+    """Parser mixin: a flag outside a field's ``metadata["choices"]`` raises [`ArgumentError`] with the message of
+    [`check_choices`] (argparse's own wording stays for other choices, e.g. transformers' enums)."""
+
+    def _check_value(self, action: argparse.Action, value) -> None:  # argparse's choices check
+        if action.choices is not None and value not in action.choices and action.dest in choice_fields(self):
+            raise ArgumentError(choice_error(action.dest, action.choices, value))
+        super()._check_value(action, value)
+
+
+class Parser(MetadataChoices, HfArgumentParser):
     """`HfArgumentParser` whose errors raise [`ArgumentError`] (``--help`` still prints and exits 0)."""
 
     def __init__(self, *args, **kwargs) -> None:
@@ -122,8 +154,9 @@ def _flag_for(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     return actions
 
 
-def _check_value(action: argparse.Action, key: str, value, source: str) -> list[str]:
-    """`value` as command-line strings for `action`, converted once here so a bad one names `source` and `key`."""
+def _check_value(action: argparse.Action, key: str, value, source: str, checked_later: bool = False) -> list[str]:
+    """`value` as command-line strings for `action`, converted once here so a bad one names `source` and `key`
+    (`checked_later`: its choices are a field's metadata, checked by the parser with [`check_choices`]'s message)."""
     many = action.nargs in ("+", "*") or isinstance(action.nargs, int)
     if isinstance(value, (list, tuple, dict)) and not many and action.type is str:
         return [json.dumps(value)]  # a structured value of a string field (a mixture, an fsdp_config): inline JSON
@@ -139,7 +172,7 @@ def _check_value(action: argparse.Action, key: str, value, source: str) -> list[
             except (TypeError, ValueError, argparse.ArgumentTypeError):
                 kind = getattr(action.type, "__name__", "valid")
                 raise ArgumentError(f"{source}: {key}: invalid {kind} value {item!r}") from None
-            if action.choices is not None and converted not in action.choices:
+            if action.choices is not None and converted not in action.choices and not checked_later:
                 raise ArgumentError(f"{source}: {key}: {item!r} is not one of {list(action.choices)}")
         strings.append(text)
     return strings
@@ -148,6 +181,7 @@ def _check_value(action: argparse.Action, key: str, value, source: str) -> list[
 def yaml_flags(parser: argparse.ArgumentParser, data: dict, source: str) -> list[str]:
     """The flags standing for the YAML mapping `data` (unknown keys and ill-typed values refused)."""
     actions = _flag_for(parser)
+    metadata_choices = choice_fields(parser)
     unknown = sorted(k for k in data if k not in actions)
     if unknown:
         shown = sorted(actions) if len(actions) <= 40 else "see --help"
@@ -164,7 +198,7 @@ def yaml_flags(parser: argparse.ArgumentParser, data: dict, source: str) -> list
                 continue
             argv.append(action.option_strings[0])
             continue
-        argv += [action.option_strings[0], *_check_value(action, key, value, source)]
+        argv += [action.option_strings[0], *_check_value(action, key, value, source, key in metadata_choices)]
     return argv
 
 

@@ -9,6 +9,7 @@ import random
 import time
 import tracemalloc
 from pathlib import Path
+from typing import NamedTuple
 
 import datasets
 import numpy as np
@@ -20,8 +21,8 @@ import torch
 from hf_longrope2.data import mixture as sources
 from hf_longrope2.data import packing, packing_plan
 from hf_longrope2.data.mixture import SourceSpec, mixture_from_yaml
-from hf_longrope2.data.packing import PackedRow, build_mixed_dataset, pack_mixed_windows
-from hf_longrope2.data.packing_plan import DroppedDocument, mix_sources, plan_mixed_windows
+from hf_longrope2.data.packing import build_mixed_dataset
+from hf_longrope2.data.packing_plan import DroppedDocument
 from hf_longrope2.data.texts import load_texts
 from hf_longrope2.losses import IGNORE_INDEX
 from hf_longrope2.modeling.windows import long_window_mask
@@ -40,11 +41,77 @@ def _docs(lengths: list[int], start: int = 0) -> list[list[int]]:
     return [[3 + (start + i * 7 + j) % 97 for j in range(n)] for i, n in enumerate(lengths)]
 
 
-def _pack(docs, window: int = 8, length: int = 32, **kwargs) -> tuple[list[PackedRow], packing_plan.PackingReport]:
-    return pack_mixed_windows(docs, original_window=window, target_length=length, pad_token_id=PAD, **kwargs)
+@dataclasses.dataclass
+class Row:
+    """One materialised row and its plan pieces ``(source, document index, document length, tokens)``."""
+
+    input_ids: list[int]
+    labels: list[int]
+    position_ids: list[int]
+    seq_lengths: list[int]
+    kind: str
+    pieces: list[tuple[str, int, int, int]]
+
+    @property
+    def real_tokens(self) -> int:
+        return sum(p[3] for p in self.pieces)
 
 
-def _check_layout(row: PackedRow, length: int) -> None:
+def _lengths(docs) -> dict[str, np.ndarray]:
+    """The document lengths of `docs` (token id lists, or a mapping source -> lists), per source."""
+    docs = docs if isinstance(docs, dict) else {"documents": docs}
+    return {n: np.array([len(d) for d in ds], dtype=np.int64) for n, ds in docs.items()}
+
+
+def _plan(lengths: dict[str, np.ndarray], window: int = 8, length: int = 32, *, weights=None,
+          max_document_tokens=None, short_fraction=None, seed: int = 0, dropped=()
+          ) -> tuple[packing_plan.PackingPlan, packing_plan.PackingReport]:
+    """The steps of `build_mixed_dataset` after tokenisation, on document `lengths` per source: settings checked,
+    `mix` when `weights` are given, then `plan`."""
+    packing_plan.check_settings(window, length, max_document_tokens, short_fraction)
+    names = sorted(lengths)
+    lengths = {n: np.asarray(lengths[n], dtype=np.int64) for n in names}
+    kept = {n: np.arange(len(lengths[n])) for n in names}
+    drops = list(dropped)
+    if weights is not None:
+        kept, left_out = packing_plan.mix(lengths, weights, seed)
+        for n in names:
+            drops += packing_plan.mixture_drops(n, left_out[n], lengths[n][left_out[n]])
+            kept[n] = np.sort(kept[n])
+    source = np.repeat(np.arange(len(names), dtype=np.int32), [len(kept[n]) for n in names])
+    index = np.concatenate([kept[n] for n in names])
+    length_of = np.concatenate([lengths[n][kept[n]] for n in names])
+    plan, report, _ = packing_plan.plan(names, source, index, length_of, original_window=window, target_length=length,
+                                        max_document_tokens=max_document_tokens, short_fraction=short_fraction,
+                                        seed=seed, dropped=drops)
+    return plan, report
+
+
+def _tokenized(docs) -> dict[str, datasets.Dataset]:
+    """`docs` as the tokenised sources `materialise_plan` reads."""
+    docs = docs if isinstance(docs, dict) else {"documents": docs}
+    features = datasets.Features({sources.TOKENIZED_COLUMN: datasets.List(datasets.Value("int64"))})
+    return {n: datasets.Dataset.from_dict({sources.TOKENIZED_COLUMN: list(ds)}, features=features)
+            for n, ds in docs.items()}
+
+
+def _pack(docs, window: int = 8, length: int = 32, *, pad: int = PAD, **settings
+          ) -> tuple[list[Row], packing_plan.PackingReport]:
+    """Rows by the production path: [`_plan`], then `materialise_plan` (in memory); each with its plan pieces."""
+    plan, report = _plan(_lengths(docs), window, length, **settings)
+    rows = packing.materialise_plan(plan, _tokenized(docs), pad_token_id=pad)
+    out = []
+    for r, row in enumerate(rows):
+        lo, hi = int(plan.row_offsets[r]), int(plan.row_offsets[r + 1])
+        pieces = list(zip([plan.sources[s] for s in plan.piece_source[lo:hi].tolist()],
+                          plan.piece_index[lo:hi].tolist(), plan.piece_document_length[lo:hi].tolist(),
+                          plan.piece_length[lo:hi].tolist(), strict=True))
+        assert (row["kind"], row["seq_lengths"]) == (plan.kind(r), plan.seq_lengths(r))
+        out.append(Row(*(row[c] for c in packing.ROW_COLUMNS), pieces=pieces))
+    return out, report
+
+
+def _check_layout(row: Row, length: int) -> None:
     """Exact length, positions restart per segment, labels -100 exactly on segment starts and padding."""
     assert len(row.input_ids) == len(row.labels) == len(row.position_ids) == length == sum(row.seq_lengths)
     assert row.position_ids == [p for n in row.seq_lengths for p in range(n)]
@@ -152,16 +219,16 @@ def test_short_fraction_within_one_row(short_fraction):
 def test_mixture_weights_set_token_shares():
     per_source = {"a": _docs([random.Random(i).randint(1, 8) for i in range(600)]),
                   "b": _docs([random.Random(-i).randint(1, 8) for i in range(100)])}
-    documents, dropped = mix_sources(per_source, {"a": 3.0, "b": 1.0}, seed=0)
-    assert all(d.reason == "over the mixture weight" for d in dropped)
+    rows, report = _pack(per_source, weights={"a": 3.0, "b": 1.0}, seed=0)
+    dropped = [d for d in report.dropped if d.category == "mixture"]
+    assert dropped and all(d.reason == "over the mixture weight" for d in dropped)
     assert not any(d.source == "b" for d in dropped)  # b runs out first: it sets the scale
-    rows, report = _pack(documents, dropped=dropped)
     share = report.source_tokens["a"] / report.kept_tokens
     assert abs(share - 0.75) < 0.01 and report.source_input_tokens["a"] == sum(map(len, per_source["a"]))
     assert report.kept_tokens + report.lost_tokens == report.input_tokens
     assert report.input_documents == 700
     with pytest.raises(ValueError, match="no tokens|weight"):
-        mix_sources({"a": [[1]], "b": []}, {"a": 1.0, "b": 1.0}, seed=0)
+        packing_plan.mix({"a": np.array([1]), "b": np.array([], dtype=np.int64)}, {"a": 1.0, "b": 1.0}, seed=0)
 
 
 def test_mixture_yaml(tmp_path):
@@ -240,7 +307,7 @@ def test_short_fraction_measures_shares_not_token_distance():
 def test_invalid_settings_name_the_value(kwargs, match):
     settings = {"original_window": 8, "target_length": 32, **kwargs}
     with pytest.raises(ValueError, match=match):
-        pack_mixed_windows(_docs([3]), pad_token_id=PAD, **settings)
+        packing_plan.check_settings(**{"max_document_tokens": None, "short_fraction": None, **settings})
     with pytest.raises(ValueError, match=match):  # checked before any source is loaded
         build_mixed_dataset(char_tokenizer(), [SourceSpec("builtin:pydoc")], **settings)
 
@@ -249,9 +316,15 @@ def test_invalid_settings_name_the_value(kwargs, match):
 # Planning from lengths, materialising from Arrow, and the larger-scale sources.
 
 
+class Doc(NamedTuple):
+    source: str
+    index: int
+    token_ids: list[int]
+
+
 def _reference_pack(documents, window, length, *, max_document_tokens=None, short_fraction=None, seed=0):
     """The original in-memory packer (token ids in Python lists end to end): the semantics the planner keeps."""
-    docs = packing._as_documents(documents)
+    docs = [Doc(name, i, ids) for name, ds in documents.items() for i, ids in enumerate(ds)]
     items, full, tails, drops = [], [], [], []
     for doc in sorted(docs, key=lambda d: (d.source, d.index)):
         ids = list(doc.token_ids)[:max_document_tokens]
@@ -342,11 +415,7 @@ def test_planner_keeps_the_original_packing(case):
     assert [(r.input_ids, r.labels, r.position_ids, r.seq_lengths, r.kind, [tuple(p) for p in r.pieces])
             for r in rows] == expected
     assert [(d.source, d.index, d.length, d.lost_tokens, d.category) for d in report.dropped] == expected_drops
-    # lengths alone (no token ids anywhere) give the same plan and report
-    lengths = {name: np.array([len(d) for d in ds]) for name, ds in docs.items()}
-    plan, plan_report = plan_mixed_windows(lengths, original_window=window, target_length=length, **settings)
-    assert plan_report.to_dict() == report.to_dict()
-    assert [(plan.kind(r), plan.seq_lengths(r)) for r in range(len(plan))] == [(r.kind, r.seq_lengths) for r in rows]
+    plan, _ = _plan(_lengths(docs), window, length, **settings)  # lengths alone (no token ids anywhere) give the same pieces
     assert [[(p.source, p.index, p.length) for p in plan.pieces(r)] for r in range(len(plan))] == [
         [p[:2] + (p[3],) for p in r[5]] for r in expected]
 
@@ -354,24 +423,12 @@ def test_planner_keeps_the_original_packing(case):
 @pytest.mark.parametrize("cached", [False, True])
 def test_plan_from_lengths_materialises_the_in_memory_rows(tmp_path, cached):
     docs, window, length, settings = _random_case(7)
-    lengths = {name: [len(d) for d in ds] for name, ds in docs.items()}
-    plan, _ = plan_mixed_windows(lengths, original_window=window, target_length=length, **settings)
-    tokenized = {name: datasets.Dataset.from_dict({"input_ids": ds}) for name, ds in docs.items()}
-    rows = packing.materialise_plan(plan, tokenized, pad_token_id=PAD,
+    plan, _ = _plan(_lengths(docs), window, length, **settings)
+    rows = packing.materialise_plan(plan, _tokenized(docs), pad_token_id=PAD,
                                     cache_file=tmp_path / "rows.arrow" if cached else None)
     expected, _ = _reference_pack(docs, window, length, **settings)
     assert [tuple(r[c] for c in packing.ROW_COLUMNS) for r in rows] == [r[:5] for r in expected]
     assert bool(rows.cache_files) == cached
-
-
-def test_mix_lengths_matches_mix_sources():
-    per_source = {"a": _docs([random.Random(i).randint(0, 30) for i in range(300)]),
-                  "b": _docs([random.Random(-i).randint(1, 30) for i in range(80)])}
-    documents, dropped = mix_sources(per_source, {"a": 2.0, "b": 1.0}, seed=4)
-    kept, dropped_lengths = packing_plan.mix_lengths({k: [len(d) for d in v] for k, v in per_source.items()},
-                                                {"a": 2.0, "b": 1.0}, seed=4)
-    assert sorted((d.source, d.index) for d in documents) == [(k, i) for k in "ab" for i in kept[k].tolist()]
-    assert dropped_lengths == dropped
 
 
 def test_rows_are_written_to_an_arrow_cache_and_reused(tmp_path, monkeypatch):
@@ -399,8 +456,8 @@ def test_build_matches_the_in_memory_packer_with_processes(tmp_path):
     rows, report = build_mixed_dataset(char_tokenizer(), [spec], num_proc=2, **settings)
     assert len(rows.cache_files) == 2  # one shard per process
     docs = sources.tokenize_source(char_tokenizer(), spec)[sources.TOKENIZED_COLUMN]
-    expected, _ = pack_mixed_windows({"texts": docs}, pad_token_id=char_tokenizer().pad_token_id,
-                                     **{k: v for k, v in settings.items()})
+    expected, _ = _pack({"texts": docs}, settings["original_window"], settings["target_length"],
+                        pad=char_tokenizer().pad_token_id, seed=2, short_fraction=0.4, max_document_tokens=40)
     random.Random(2).shuffle(expected)
     assert rows.to_dict() == {c: [getattr(r, c) for r in expected] for c in packing.ROW_COLUMNS}
     assert report.kept_tokens + report.lost_tokens == report.input_tokens == sum(map(len, docs))
@@ -493,10 +550,8 @@ def test_planning_200k_documents_from_lengths_is_fast_and_small():
     sources = {"a": lengths(100_000), "b": lengths(100_000)}
 
     def plan():
-        kept, dropped = packing_plan.mix_lengths(sources, {"a": 3.0, "b": 1.0}, seed=0)
-        return plan_mixed_windows({k: v[kept[k]] for k, v in sources.items()}, indices=kept, original_window=8192,
-                                  target_length=131072, max_document_tokens=200_000, short_fraction=0.1,
-                                  dropped=dropped)
+        return _plan(sources, 8192, 131072, weights={"a": 3.0, "b": 1.0}, max_document_tokens=200_000,
+                     short_fraction=0.1)
 
     start = time.perf_counter()
     result, report = plan()

@@ -235,8 +235,7 @@ def test_eval_on_a_gpu_in_bfloat16(models, tmp_path):
 
 
 def test_smollm2_results_file_copies_the_report(report_dir, tmp_path):
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import smollm2_results
+    from benchmarks import smollm2_results
 
     report = json.loads((report_dir / "report.json").read_text())
     models = report["models"]

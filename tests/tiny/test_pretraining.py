@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,9 @@ import torch
 from hf_longrope2.tiny.pretraining import RecallRows, cosine_lr, train_tokenizer, weighted_lm_loss
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "recipes"))
-import pretrain_tiny  # noqa: E402
+_spec = importlib.util.spec_from_file_location("pretrain_tiny", ROOT / "recipes" / "pretrain_tiny.py")
+pretrain_tiny = importlib.util.module_from_spec(_spec)  # a recipe is a script, not a package module
+_spec.loader.exec_module(pretrain_tiny)
 
 TEXT = ("The quick brown fox jumps over the lazy dog near the river bank at 1234 Main Street. " * 40 + "\n") * 3
 
