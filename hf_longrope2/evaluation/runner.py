@@ -29,6 +29,7 @@ from ..data.needles import tokenizer_fingerprint
 from ..data.texts import load_texts
 from ..modeling.rope import RopeGeometry
 from ..utils.environment import torch_dtype
+from ..utils.identity import run_identity
 from ..utils.loading import model_source
 from .config import EvalConfig
 from .lm_eval_bridge import check_lm_eval_tasks
@@ -115,6 +116,18 @@ def evaluate_models(
     return assemble(args, plan, models, cells, time.perf_counter() - started)
 
 
+def run_inputs(args: EvalConfig) -> dict:
+    """The identity of an evaluation's inputs (what a ``--resume`` must find unchanged): every model folder and
+    dataset file by content, every other setting by value (see [`run_identity`])."""
+    paths = ("model", "dataset", "ppl_dataset", "lm_eval_include_path", "output_dir", "overwrite", "resume")
+    settings = {k: v for k, v in asdict(args).items() if k not in paths}
+    settings["names"] = args.names
+    models = {"--model" if len(args.model) == 1 else f"--model[{i}]": m for i, m in enumerate(args.model)}
+    data = {"--dataset": args.dataset, "--ppl-dataset": args.ppl_dataset,
+            "--lm-eval-include-path": args.lm_eval_include_path}
+    return run_identity(models, data, settings)
+
+
 def run(config: EvalConfig) -> dict:
     """Evaluate ``config.model`` side by side and write the report folder ``config.output_dir``.
 
@@ -128,15 +141,15 @@ def run(config: EvalConfig) -> dict:
     settings = json.loads(json.dumps(asdict(config), default=str))
     for key in ("overwrite", "resume"):
         settings.pop(key)
-    state = {"settings": settings, "cells": {}}
+    args = replace(config, model=[model_source(path) for path in config.model])  # every model checked before any work
+    inputs = run_inputs(args)
+    state = {"settings": settings, "inputs": inputs, "cells": {}}
     if config.resume:
         state, state_file = folder.read_state(), folder.state_file
         if not isinstance(state, dict) or not isinstance(state.get("cells"), dict):
             raise ValueError(f"--resume: {state_file} is not an evaluation state (no 'cells'); delete "
                              f"{folder.state_dir} and rerun without --resume")
-        if state.get("settings") != settings:
-            raise ValueError(f"--resume: the settings differ from the interrupted run's ({state_file}); rerun without it")
-    args = replace(config, model=[model_source(path) for path in config.model])  # every model checked before any work
+        folder.check_resume(inputs, state.get("inputs"))
     if args.lm_eval_tasks:  # lm-eval runs after every other cell: what can fail there fails now
         check_lm_eval_tasks(args.lm_eval_tasks, args.lm_eval_include_path)
     tokenizer = AutoTokenizer.from_pretrained(args.model[0])

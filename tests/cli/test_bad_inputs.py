@@ -149,6 +149,38 @@ def _export(model: str) -> Callable[[Path, Path], list[str]]:
     return lambda m, t: ["export-serving", "--model", str(m / model), "--output-dir", str(t / "out")]
 
 
+def _eval_mine(m: Path, t: Path) -> list[str]:
+    return ["eval", "--model", str(t / "mine"), "--lengths", "32", "--output-dir", str(t / "out")]
+
+
+def _eval_state_then_config_edited(m: Path, t: Path) -> None:
+    """An interrupted eval of mine/ (its state records mine/ by content), then mine/config.json edited."""
+    from dataclasses import replace
+
+    from hf_longrope2.evaluation.runner import run_inputs
+
+    shutil.copytree(m / "base", t / "mine")
+    config = cli.parse_args("eval", _eval_mine(m, t)[1:])
+    inputs = run_inputs(replace(config, model=[str(t / "mine")]))
+    _write(t / "out.eval-state" / "state.json", json.dumps({"settings": {}, "inputs": inputs, "cells": {}}))
+    edited = json.loads((t / "mine" / "config.json").read_text()) | {"initializer_range": 0.5}
+    (t / "mine" / "config.json").write_text(json.dumps(edited))
+
+
+def _midtrain_checkpoint_at_lr(lr: str) -> Callable[[Path, Path], None]:
+    """A checkpoints folder of a midtraining of ext/ run with learning rate `lr` (its run_inputs.json)."""
+
+    def setup(m: Path, t: Path) -> None:
+        from hf_longrope2.midtrain.runner import run_inputs
+
+        config = cli.parse_args("midtrain", [*_midtrain("ext")(m, t)[1:], "--learning_rate", lr])
+        (t / "out.checkpoints" / "checkpoint-1").mkdir(parents=True)
+        inputs = run_inputs(config.script, config.training, config.model)
+        _write(t / "out.checkpoints" / "run_inputs.json", json.dumps(inputs))
+
+    return setup
+
+
 CASES: dict[str, Case] = {
     # a local path that does not exist: refused at once, never sent to the Hub
     "extend-missing-model": Case(_extend("nope"), 2, "nope: no such folder"),
@@ -280,6 +312,14 @@ CASES: dict[str, Case] = {
                                                                                   '{"version": 2, "sett')),
     "eval-corrupt-resume-state": Case(lambda m, t: [*_eval("base")(m, t), "--resume"], 2, "is not an evaluation state",
                                       lambda m, t: _write(t / "out.eval-state" / "state.json", "{}")),
+    # a resume onto other inputs: refused naming what changed (recorded by content, not by the strings given)
+    "eval-resume-model-config-changed": Case(lambda m, t: [*_eval_mine(m, t), "--resume"], 2,
+                                             "--resume: model config.json changed since the run started: --model",
+                                             _eval_state_then_config_edited),
+    "midtrain-resume-other-learning-rate": Case(lambda m, t: [*_midtrain("ext")(m, t), "--learning_rate", "2e-4",
+                                                              "--resume_from_checkpoint", "true"], 2,
+                                                "--resume_from_checkpoint: settings differ from the run's: "
+                                                "learning_rate: 0.0001 -> 0.0002", _midtrain_checkpoint_at_lr("1e-4")),
     # small things
     "factors-theta-inf": Case(lambda m, t: ["factors", "--rotary-dim", "64", "--rope-theta", "inf",
                                             "--original-length", "256", "--target-length", "2048"], 2,
