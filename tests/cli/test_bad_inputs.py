@@ -377,12 +377,13 @@ CASES: dict[str, Case] = {
 
 
 def _tree(*roots: Path) -> dict[str, tuple[int, int]]:
-    """Every path under `roots` with its size and modification time."""
+    """Every path under `roots` with its size and modification time (files)."""
     found = {}
     for root in roots:
         for path in [root, *root.rglob("*")] if root.exists() else []:
             stat = path.lstat()
-            found[str(path)] = (stat.st_size if path.is_file() else 0, stat.st_mtime_ns)
+            # a folder's own mtime is left out: the output's lock file (.out.lock) is created and removed beside it
+            found[str(path)] = (stat.st_size, stat.st_mtime_ns) if path.is_file() else (0, 0)
     return found
 
 
