@@ -12,6 +12,10 @@ behind is taken over by the next run; a run that ends normally removes its lock 
 ([`hf_longrope2.cli.run_verb`]) takes it for every verb's ``--output-dir`` / ``--output-file``; with several
 processes (``accelerate launch``) only the first (``RANK`` 0) takes it.
 
+Under the lock, what interrupted runs left beside the output (temporary folders and files of an atomic write, a
+midtraining's ``.NAME.saving``, an old output moved aside by a finished ``--overwrite``) is removed with a
+one-line note ([`remove_stale_siblings`]).
+
 Limits, honestly: an output whose parent folder does not exist yet is not locked (creating folders for a run that
 may be refused would leave them behind); a file system without ``flock`` (some network mounts) is not locked
 either, with a note; and the lock is advisory: only hf-longrope2 runs respect it.
@@ -25,6 +29,8 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+
+from .atomic import remove_stale_siblings
 
 try:
     import fcntl
@@ -111,5 +117,9 @@ def lock_outputs(outputs: Sequence[tuple[str, str | os.PathLike]]) -> Iterator[N
     with ExitStack() as stack:
         if is_main_process():
             for flag, path in outputs:
-                stack.enter_context(output_lock(path, flag))
+                if stack.enter_context(output_lock(path, flag)) is not None:  # held: nobody else writes beside it
+                    removed = remove_stale_siblings(path)
+                    if removed:
+                        print(f"note: removed {', '.join(p.name for p in removed)} beside {path}, left by an "
+                              "interrupted run", file=sys.stderr)
         yield
