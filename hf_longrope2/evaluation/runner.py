@@ -23,14 +23,14 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from ..data.needles import tokenizer_fingerprint
 from ..data.texts import load_texts
 from ..modeling.rope import RopeGeometry
 from ..utils.environment import torch_dtype
 from ..utils.identity import run_identity
-from ..utils.loading import model_source
+from ..utils.loading import load_causal_lm, model_source
 from .config import EvalConfig
 from .lm_eval_bridge import check_lm_eval_tasks
 from .plan import EvalPlan
@@ -48,7 +48,7 @@ def load_model(path: str, args: EvalConfig, device: torch.device):
     kwargs = {"dtype": torch_dtype(args.dtype, device)}
     if args.attn_implementation:
         kwargs["attn_implementation"] = args.attn_implementation
-    return AutoModelForCausalLM.from_pretrained(path, **kwargs).to(device).eval()
+    return load_causal_lm(path, **kwargs).to(device).eval()
 
 
 @dataclass
@@ -87,32 +87,34 @@ def evaluate_models(
     total = len(specs) * plan.cells_per_model
     done = sum(len(cells.get(s.name, {})) for s in specs)
     bar = tqdm(total=total, initial=done, desc="eval", unit="cell", dynamic_ncols=True)
-    models = {}
-    for spec in specs:
-        finished = cells.setdefault(spec.name, {})
-        geometry = RopeGeometry.from_config(configs[spec.name])
-        models[spec.name] = {
-            "path": spec.path,
-            "original_window": geometry.original_window,
-            "max_position_embeddings": geometry.max_position_embeddings,
-            "rope_type": geometry.rope_type,
-        }
-        if len(finished) < plan.cells_per_model:
-            bar.set_postfix_str(spec.name)
-            model = spec.load()
+    try:  # the bar is closed before an error propagates: the error line is the last one
+        models = {}
+        for spec in specs:
+            finished = cells.setdefault(spec.name, {})
+            geometry = RopeGeometry.from_config(configs[spec.name])
+            models[spec.name] = {
+                "path": spec.path,
+                "original_window": geometry.original_window,
+                "max_position_embeddings": geometry.max_position_embeddings,
+                "rope_type": geometry.rope_type,
+            }
+            if len(finished) < plan.cells_per_model:
+                bar.set_postfix_str(spec.name)
+                model = spec.load()
 
-            def record(key: str, value, finished=finished) -> None:
-                finished[key] = value
-                bar.update(1)
-                if save_state is not None:
-                    save_state(state)
+                def record(key: str, value, finished=finished) -> None:
+                    finished[key] = value
+                    bar.update(1)
+                    if save_state is not None:
+                        save_state(state)
 
-            plan.run(model, tokenizer, finished, record, args)
-            del model
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-    bar.close()
+                plan.run(model, tokenizer, finished, record, args)
+                del model
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+    finally:
+        bar.close()
     return assemble(args, plan, models, cells, time.perf_counter() - started)
 
 

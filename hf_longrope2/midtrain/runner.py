@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from huggingface_hub import whoami
 from peft import get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+from transformers import AutoTokenizer, LlamaForCausalLM
 from trl import get_peft_config
 
 from .. import factors
@@ -35,7 +35,7 @@ from ..publish.hub import push
 from ..tiny.models import char_tokenizer, tiny_config
 from ..utils.atomic import write_json_atomically
 from ..utils.identity import run_identity
-from ..utils.loading import model_source
+from ..utils.loading import load_causal_lm, model_source
 from ..utils.run_folder import RunFolder
 from .config import TINY, LongRoPE2TrainingArguments, MidtrainConfig
 from .trainer import LongRoPE2SFTTrainer, LongRoPE2Trainer, longrope2_window
@@ -76,7 +76,7 @@ def load_model_and_tokenizer(script, args, model_config):
         kwargs = {"dtype": dtype or "auto", "revision": model_config.model_revision}
         if model_config.attn_implementation:
             kwargs["attn_implementation"] = model_config.attn_implementation
-        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+        model = load_causal_lm(name, "model_name_or_path", **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(name, revision=model_config.model_revision)
     if args.factors_file is not None:
         extend(model, max_position_embeddings=args.target_length,

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from .. import factors
 from ..data.needles import NeedleSettings, needle_samples
@@ -35,7 +35,7 @@ from ..publish.cards import write_model_card
 from ..utils.atomic import write_json_atomically
 from ..utils.environment import torch_dtype, versions
 from ..utils.identity import run_identity
-from ..utils.loading import model_source
+from ..utils.loading import load_causal_lm, model_source
 from .config import SearchConfig, parse_critical_dims
 from .evolution import STATE_VERSION, Search
 from .scoring import FactorScorer
@@ -52,7 +52,7 @@ def load_model(args: SearchConfig, device: torch.device):
     kwargs = {"dtype": torch_dtype(args.dtype, device)}
     if args.attn_implementation:
         kwargs["attn_implementation"] = args.attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(args.model, **kwargs)
+    model = load_causal_lm(args.model, **kwargs)
     return model.to(device).eval()
 
 

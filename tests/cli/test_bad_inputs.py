@@ -35,6 +35,12 @@ BROKEN_LONGROPE2: dict[str, Callable[[dict], None]] = {
 }
 
 
+OTHER_CONFIGS: dict[str, Callable[[dict], None]] = {
+    "qwen2_config": lambda c: c.update(model_type="qwen2", architectures=["Qwen2ForCausalLM"]),  # q/k/v biases
+    "wide_mlp_config": lambda c: c.update(intermediate_size=2 * c["intermediate_size"]),  # MLP of another shape
+}
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, tiny_llama) -> Path:
     """base/ (plain tiny Llama), ext/ (extended, with card), nan/ (ext with a NaN long factor), broken copies."""
@@ -52,6 +58,11 @@ def models(tmp_path_factory, tiny_llama) -> Path:
         shutil.copytree(root / "ext", root / name)
         config = json.loads((root / name / "config.json").read_text())
         edit(config["rope_parameters"])
+        (root / name / "config.json").write_text(json.dumps(config))
+    for name, edit in OTHER_CONFIGS.items():  # another model's config over the base's weights
+        shutil.copytree(root / "base", root / name)
+        config = json.loads((root / name / "config.json").read_text())
+        edit(config)
         (root / name / "config.json").write_text(json.dumps(config))
     shutil.copytree(root / "base", root / "trunc_config")
     text = (root / "trunc_config" / "config.json").read_text()
@@ -312,6 +323,16 @@ CASES: dict[str, Case] = {
                                                                                   '{"version": 2, "sett')),
     "eval-corrupt-resume-state": Case(lambda m, t: [*_eval("base")(m, t), "--resume"], 2, "is not an evaluation state",
                                       lambda m, t: _write(t / "out.eval-state" / "state.json", "{}")),
+    # a config from another model over these weights: every verb that loads refuses, naming the tensors
+    "extend-qwen2-config-over-llama-weights": Case(_extend("qwen2_config"), 2, "qwen2_config: its weights do not "
+                                                   "fit the qwen2 model its config.json describes: "),
+    "eval-qwen2-config-over-llama-weights": Case(lambda m, t: [*_eval("qwen2_config")(m, t), "--lengths", "512", "--ruler-tasks", "none"], 2,
+                                                 "self_attn.k_proj.bias"),  # room for a haystack, then the load
+    "midtrain-qwen2-config-over-llama-weights": Case(_midtrain("qwen2_config"), 2,
+                                                     "tensor(s) the model needs "
+                                                     "are not in the weights (model.layers.0.self_attn.k_proj.bias"),
+    "search-mlp-shape-differs-from-weights": Case(_search("wide_mlp_config", "out", "--target-length", "512"), 2, "tensor(s) have another shape in "
+                                                  "the weights than in the model (model.layers.0.mlp.down_proj.weight"),
     # a resume onto other inputs: refused naming what changed (recorded by content, not by the strings given)
     "eval-resume-model-config-changed": Case(lambda m, t: [*_eval_mine(m, t), "--resume"], 2,
                                              "--resume: model config.json changed since the run started: --model",
