@@ -4,6 +4,7 @@
 >>> from hf_longrope2.utils.run_folder import RunFolder
 >>> run = RunFolder("out", "search")              # out/ appears only complete; out.search-state/ meanwhile
 >>> run.begin(overwrite=False, resume=False)      # refuses a taken out/ or a leftover state before any work
+>>> run.check_resume(identity, state["inputs"])    # on --resume: refuses other inputs (utils.identity), naming them
 >>> run.save_state({"iteration": 3})              # atomically, after every step
 >>> run.publish(lambda tmp: ..., overwrite=False) # writes a temporary sibling, renames it to out/, drops the state
 ```
