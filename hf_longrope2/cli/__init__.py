@@ -36,6 +36,7 @@ from ..utils.arguments import Parser, flag_name, parse_dataclasses, read_yaml, s
 from ..utils.arguments import make_parser as make_dataclass_parser
 from ..utils.atomic import check_output_apart_from_inputs
 from ..utils.environment import __version__
+from ..utils.output_lock import lock_outputs
 from ..utils.run_folder import RunFolder
 
 
@@ -176,10 +177,15 @@ def check_outputs_apart_from_inputs(config: Any, config_file: str | None = None)
 
 
 def run_verb(name: str, argv: Sequence[str]) -> int:
-    """Parse and run verb `name`; errors propagate (see [`run_command`] for the command line's handling)."""
+    """Parse and run verb `name`; errors propagate (see [`run_command`] for the command line's handling).
+
+    Every output of the run is locked for its duration ([`lock_outputs`]): a second run on the same output is
+    refused at once, naming the first one's pid.
+    """
     config = parse_args(name, argv)
     check_outputs_apart_from_inputs(config, split_config(argv)[0])
-    result = VERBS[name].load_run()(config)
+    with lock_outputs(_fields(config, OUTPUT_FIELDS)):
+        result = VERBS[name].load_run()(config)
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 

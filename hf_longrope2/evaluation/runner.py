@@ -23,13 +23,14 @@ from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from ..data.needles import tokenizer_fingerprint
 from ..data.texts import load_texts
 from ..modeling.rope import RopeGeometry
 from ..utils.environment import torch_dtype
-from ..utils.loading import model_source
+from ..utils.identity import run_identity
+from ..utils.loading import load_causal_lm, model_source
 from .config import EvalConfig
 from .lm_eval_bridge import check_lm_eval_tasks
 from .plan import EvalPlan
@@ -47,7 +48,7 @@ def load_model(path: str, args: EvalConfig, device: torch.device):
     kwargs = {"dtype": torch_dtype(args.dtype, device)}
     if args.attn_implementation:
         kwargs["attn_implementation"] = args.attn_implementation
-    return AutoModelForCausalLM.from_pretrained(path, **kwargs).to(device).eval()
+    return load_causal_lm(path, **kwargs).to(device).eval()
 
 
 @dataclass
@@ -87,33 +88,47 @@ def evaluate_models(
     total = len(specs) * plan.cells_per_model
     done = sum(len(cells.get(s.name, {})) for s in specs)
     bar = tqdm(total=total, initial=done, desc="eval", unit="cell", dynamic_ncols=True)
-    models = {}
-    for spec in specs:
-        finished = cells.setdefault(spec.name, {})
-        geometry = RopeGeometry.from_config(configs[spec.name])
-        models[spec.name] = {
-            "path": spec.path,
-            "original_window": geometry.original_window,
-            "max_position_embeddings": geometry.max_position_embeddings,
-            "rope_type": geometry.rope_type,
-        }
-        if len(finished) < plan.cells_per_model:
-            bar.set_postfix_str(spec.name)
-            model = spec.load()
+    try:  # the bar is closed before an error propagates: the error line is the last one
+        models = {}
+        for spec in specs:
+            finished = cells.setdefault(spec.name, {})
+            geometry = RopeGeometry.from_config(configs[spec.name])
+            models[spec.name] = {
+                "path": spec.path,
+                "original_window": geometry.original_window,
+                "max_position_embeddings": geometry.max_position_embeddings,
+                "rope_type": geometry.rope_type,
+            }
+            if len(finished) < plan.cells_per_model:
+                bar.set_postfix_str(spec.name)
+                model = spec.load()
 
-            def record(key: str, value, finished=finished) -> None:
-                finished[key] = value
-                bar.update(1)
-                if save_state is not None:
-                    save_state(state)
+                def record(key: str, value, finished=finished) -> None:
+                    finished[key] = value
+                    bar.update(1)
+                    if save_state is not None:
+                        save_state(state)
 
-            plan.run(model, tokenizer, finished, record, args)
-            del model
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-    bar.close()
+                plan.run(model, tokenizer, finished, record, args)
+                del model
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+    finally:
+        bar.close()
     return assemble(args, plan, models, cells, time.perf_counter() - started)
+
+
+def run_inputs(args: EvalConfig) -> dict:
+    """The identity of an evaluation's inputs (what a ``--resume`` must find unchanged): every model folder and
+    dataset file by content, every other setting by value (see [`run_identity`])."""
+    paths = ("model", "dataset", "ppl_dataset", "lm_eval_include_path", "output_dir", "overwrite", "resume")
+    settings = {k: v for k, v in asdict(args).items() if k not in paths}
+    settings["names"] = args.names
+    models = {"--model" if len(args.model) == 1 else f"--model[{i}]": m for i, m in enumerate(args.model)}
+    data = {"--dataset": args.dataset, "--ppl-dataset": args.ppl_dataset,
+            "--lm-eval-include-path": args.lm_eval_include_path}
+    return run_identity(models, data, settings)
 
 
 def run(config: EvalConfig) -> dict:
@@ -129,15 +144,15 @@ def run(config: EvalConfig) -> dict:
     settings = json.loads(json.dumps(asdict(config), default=str))
     for key in ("overwrite", "resume"):
         settings.pop(key)
-    state = {"settings": settings, "cells": {}}
+    args = replace(config, model=[model_source(path) for path in config.model])  # every model checked before any work
+    inputs = run_inputs(args)
+    state = {"settings": settings, "inputs": inputs, "cells": {}}
     if config.resume:
         state, state_file = folder.read_state(), folder.state_file
         if not isinstance(state, dict) or not isinstance(state.get("cells"), dict):
             raise ValueError(f"--resume: {state_file} is not an evaluation state (no 'cells'); delete "
                              f"{folder.state_dir} and rerun without --resume")
-        if state.get("settings") != settings:
-            raise ValueError(f"--resume: the settings differ from the interrupted run's ({state_file}); rerun without it")
-    args = replace(config, model=[model_source(path) for path in config.model])  # every model checked before any work
+        folder.check_resume(inputs, state.get("inputs"))
     if args.lm_eval_tasks:  # lm-eval runs after every other cell: what can fail there fails now
         check_lm_eval_tasks(args.lm_eval_tasks, args.lm_eval_include_path)
     tokenizer = AutoTokenizer.from_pretrained(args.model[0])

@@ -6,7 +6,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoTokenizer, PreTrainedModel
 
 from .. import factors
 from ..factors import METHODS
@@ -15,7 +15,7 @@ from ..modeling.rope import LongRoPE2Parameters, RopeGeometry
 from ..utils.arguments import check_choices, check_token_count, require_fields
 from ..utils.atomic import check_output_dir, save_atomically
 from ..utils.environment import DTYPES, torch_dtype
-from ..utils.loading import model_source
+from ..utils.loading import load_causal_lm, model_source
 from .in_place import extend
 from .saving import ready_to_save
 
@@ -47,7 +47,7 @@ def extend_pretrained(model: str, output_dir: str | Path, target_length: int, *,
     out = check_output_dir(output_dir, overwrite)
     source = model_source(model)
     extra = factors.read_factors_file(factors_file) if factors_file else {}
-    loaded = AutoModelForCausalLM.from_pretrained(source, dtype="auto" if dtype == "auto" else torch_dtype(dtype))
+    loaded = load_causal_lm(source, dtype="auto" if dtype == "auto" else torch_dtype(dtype))
     architecture_for(loaded.config.model_type)  # ValueError listing the supported types (e.g. for GPT-2)
     if not factors_file:
         geometry = RopeGeometry.from_config(loaded.config)

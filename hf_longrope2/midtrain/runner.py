@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from huggingface_hub import whoami
 from peft import get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+from transformers import AutoTokenizer, LlamaForCausalLM
 from trl import get_peft_config
 
 from .. import factors
@@ -34,7 +34,8 @@ from ..publish.cards import write_model_card
 from ..publish.hub import push
 from ..tiny.models import char_tokenizer, tiny_config
 from ..utils.atomic import write_json_atomically
-from ..utils.loading import model_source
+from ..utils.identity import run_identity
+from ..utils.loading import load_causal_lm, model_source
 from ..utils.run_folder import RunFolder
 from .config import TINY, LongRoPE2TrainingArguments, MidtrainConfig
 from .trainer import LongRoPE2SFTTrainer, LongRoPE2Trainer, longrope2_window
@@ -75,7 +76,7 @@ def load_model_and_tokenizer(script, args, model_config):
         kwargs = {"dtype": dtype or "auto", "revision": model_config.model_revision}
         if model_config.attn_implementation:
             kwargs["attn_implementation"] = model_config.attn_implementation
-        model = AutoModelForCausalLM.from_pretrained(name, **kwargs)
+        model = load_causal_lm(name, "model_name_or_path", **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(name, revision=model_config.model_revision)
     if args.factors_file is not None:
         extend(model, max_position_embeddings=args.target_length,
@@ -84,6 +85,39 @@ def load_model_and_tokenizer(script, args, model_config):
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return model, tokenizer
+
+
+# The arguments a resumed midtraining must share with the run that saved the checkpoint: what the restored
+# optimizer, scheduler, data order and model were built from (max_steps / epochs may grow: that continues a run).
+RESUME_TRAINING_FIELDS = (
+    "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_ratio", "warmup_steps", "weight_decay",
+    "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "optim", "per_device_train_batch_size",
+    "gradient_accumulation_steps", "seed", "data_seed", "bf16", "fp16", "target_length", "short_fraction",
+    "max_document_tokens",
+)
+RESUME_MODEL_FIELDS = ("model_revision", "dtype", "use_peft", "lora_r", "lora_alpha", "lora_dropout",
+                       "lora_target_modules", "lora_modules_to_save")
+
+
+def run_inputs(script, args, model_config) -> dict:
+    """The identity of a midtraining's inputs (recorded as ``run_inputs.json`` beside its checkpoints): the model
+    folder, the factors file, the mixture file and its local sources by content, and the arguments above."""
+    settings = {"trainer": script.trainer}
+    if model_config.model_name_or_path == TINY:
+        settings["tiny_window"] = script.tiny_window
+    settings.update({k: getattr(args, k, None) for k in RESUME_TRAINING_FIELDS})
+    settings.update({k: getattr(model_config, k, None) for k in RESUME_MODEL_FIELDS})
+    data = {"--factors_file": args.factors_file, "--mixture": args.mixture}
+    for i, spec in enumerate(mixture_from_yaml(args.mixture)):
+        data[f"mixture source {i} ({spec.name or spec.dataset})"] = spec.dataset
+    return run_identity({"--model_name_or_path": model_config.model_name_or_path}, data, settings)
+
+
+def checkpoint_folder(resume_from_checkpoint, work: Path) -> Path:
+    """The folder of checkpoints a resume continues from: `work`, or the parent of the checkpoint path given."""
+    if resume_from_checkpoint is True:
+        return work
+    return Path(str(resume_from_checkpoint)).parent
 
 
 def peft_config_for(model_config):
@@ -121,6 +155,12 @@ def run(config: MidtrainConfig) -> Path:
     folder.begin(overwrite=script.overwrite, resume=args.resume_from_checkpoint is not None,
                  main_process=args.process_index == 0)
     args.output_dir = str(work)
+    inputs = run_inputs(script, args, model_config)
+    if args.resume_from_checkpoint is not None:
+        where = checkpoint_folder(args.resume_from_checkpoint, work)
+        note = folder.check_resume(inputs, folder.recorded_inputs(where), where=where, required=False)
+        if note and args.process_index == 0:
+            print(note, file=sys.stderr)
     model, tokenizer = load_model_and_tokenizer(script, args, model_config)
     window = longrope2_window(model)
     if args.target_length <= window:
@@ -158,6 +198,8 @@ def run(config: MidtrainConfig) -> Path:
         # accelerate (1.15) builds its FSDP plugin only for GPU-type backends; on CPU it silently runs data parallel
         print(f"note: the accelerate config asks for FSDP, but accelerate runs {distributed_type} (its FSDP plugin "
               "needs GPUs): every process holds the whole model, nothing is sharded", file=sys.stderr)
+    if trainer.is_world_process_zero():
+        folder.record_inputs(inputs)  # what a later --resume_from_checkpoint must find unchanged (checked above)
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     staging = folder.staging_dir  # hidden sibling, renamed to `out` once complete
     if trainer.is_world_process_zero() and staging.exists():

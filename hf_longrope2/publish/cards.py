@@ -43,7 +43,8 @@ PERPLEXITY_DATASET_TYPE = "hf-longrope2-perplexity"
 TASK_TYPE = "text-generation"
 LICENSE = "apache-2.0"  # hf-longrope2's (LICENSE); a base model's own license wins when its card is known
 TRANSFORMERS_RANGE = ">=5.23,<5.25"  # pyproject's pin, when the installed metadata cannot be read
-_TMP_FOLDER = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}$")  # save_atomically's mkdtemp(prefix=".NAME.")
+# save_atomically's mkdtemp(prefix=".NAME.writing-"), and the ".NAME." of earlier versions
+_TMP_FOLDER = re.compile(r"^\.(?P<name>.+)\.(writing-)?[A-Za-z0-9_]{8}$")
 
 
 def md_text(value) -> str:

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .config import SearchConfig
 from .space import Candidate
 
-STATE_VERSION = 3  # 2: reference seeds carry their own long_mscale; 3: search spaces, racing, per-sample losses
+STATE_VERSION = 4  # 2: seeds carry their own long_mscale; 3: spaces, racing, per-sample losses; 4: "inputs" by content
 
 
 class Search:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 from accelerate.utils import parse_flag_from_env
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from .. import factors
 from ..data.needles import NeedleSettings, needle_samples
@@ -34,7 +34,8 @@ from ..plots import plot_factor_curves, plot_search_progress
 from ..publish.cards import write_model_card
 from ..utils.atomic import write_json_atomically
 from ..utils.environment import torch_dtype, versions
-from ..utils.loading import model_source
+from ..utils.identity import run_identity
+from ..utils.loading import load_causal_lm, model_source
 from .config import SearchConfig, parse_critical_dims
 from .evolution import STATE_VERSION, Search
 from .scoring import FactorScorer
@@ -51,7 +52,7 @@ def load_model(args: SearchConfig, device: torch.device):
     kwargs = {"dtype": torch_dtype(args.dtype, device)}
     if args.attn_implementation:
         kwargs["attn_implementation"] = args.attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(args.model, **kwargs)
+    model = load_causal_lm(args.model, **kwargs)
     return model.to(device).eval()
 
 
@@ -159,6 +160,13 @@ def better_seed_advice(args: SearchConfig, seeds: dict[str, dict], best_score: f
     return lines
 
 
+def run_inputs(args: SearchConfig) -> dict:
+    """The identity of a search's inputs (what a ``--resume`` must find unchanged): the model folder and the
+    dataset files by content, every other setting by value (see [`run_identity`])."""
+    settings = {k: v for k, v in args.result_settings().items() if k not in ("model", "dataset")}
+    return run_identity({"--model": args.model}, {"--dataset": args.dataset}, settings)
+
+
 def run(config: SearchConfig, *, scorer: type[FactorScorer] = FactorScorer, search_class: type[Search] = Search
         ) -> Path:
     """Search the LongRoPE2 factors of ``config.model`` and write the extended model to ``config.output_dir``.
@@ -189,9 +197,7 @@ def run(config: SearchConfig, *, scorer: type[FactorScorer] = FactorScorer, sear
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"--resume: {state_file} has state version {state.get('version')}, this hf-longrope2 "
                              f"writes {STATE_VERSION}; delete {folder.state_dir} and start again")
-        differing = sorted(k for k, v in args.result_settings().items() if state["settings"].get(k) != v)
-        if differing:
-            raise ValueError(f"--resume: settings differ from the saved search in {differing}; pass the same values")
+        folder.check_resume(run_inputs(args), state.get("inputs"))
     geo = geometry(args.model, args.target_length)
     dims = parse_critical_dims(
         args.critical_dims, geo["ten_period_dim"], geo["theoretical_critical_dim"], geo["rotary_dim"] // 2
@@ -216,6 +222,7 @@ def run(config: SearchConfig, *, scorer: type[FactorScorer] = FactorScorer, sear
     }
     if not args.resume:
         state = Search.new_state(args, random.Random(args.seed), seeds)
+        state["inputs"] = run_inputs(args)
     if args.parents_given and args.parents > args.population // 2 and distributed.is_main_process:
         print(f"note: --parents {args.parents} > population/2; using {args.population // 2}", file=sys.stderr)
     model = load_model(args, distributed.device)

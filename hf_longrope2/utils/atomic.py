@@ -78,6 +78,48 @@ def _aside_name(out: Path) -> str:
     return f".{out.name}.replaced-"
 
 
+def _writing_prefix(out: Path) -> str:
+    """The hidden sibling folder [`save_atomically`] writes a new `out` in: ``.NAME.writing-XXXXXXXX``."""
+    return f".{out.name}.writing-"
+
+
+def stale_siblings(output: str | Path) -> list[Path]:
+    """What interrupted runs left beside `output` and nothing will use: the folders [`save_atomically`] wrote in
+    (``.NAME.writing-*``), midtraining's final save (``.NAME.saving``), temporary files of [`atomic_path`]
+    (``.STEM.tmpPID.SUFFIX``), and a previous output moved aside by an ``--overwrite`` whose new output is in
+    place (``.NAME.replaced-PID``; with nothing at `output` it is the only copy, and [`check_output_dir`]
+    refuses instead). Names are matched exactly: another hidden file beside `output` is never listed."""
+    out = Path(os.path.normpath(output))
+    parent = out.absolute().parent
+    if not out.name or not parent.is_dir():
+        return []
+    stem, suffix = Path(out.name).stem, Path(out.name).suffix
+    temporary = re.compile(rf"^\.{re.escape(stem)}\.tmp\d+{re.escape(suffix)}$")
+    found = []
+    for path in sorted(parent.iterdir()):
+        name = path.name
+        if (name.startswith(_writing_prefix(out)) and path.is_dir() and not path.is_symlink()) or (
+                name == f".{out.name}.saving" and path.is_dir() and not path.is_symlink()) or (
+                temporary.match(name) and path.is_file()) or (
+                name.startswith(_aside_name(out)) and out.is_dir() and not out.is_symlink()):
+            found.append(path)
+    return found
+
+
+def remove_stale_siblings(output: str | Path) -> list[Path]:
+    """Remove the [`stale_siblings`] of `output` and return them. Call it only while holding the output's lock
+    ([`hf_longrope2.utils.output_lock`]): then no other run is writing them."""
+    removed = []
+    for path in stale_siblings(output):
+        try:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        except OSError as exc:
+            logger.warning("could not remove %s, left by an interrupted run: %s", path, exc)
+            continue
+        removed.append(path)
+    return removed
+
+
 def _stale_siblings(out: Path) -> None:
     """Deal with what an earlier run killed mid-``--overwrite`` left beside `out` (see [`publish_folder`]).
 
@@ -230,7 +272,7 @@ def save_atomically(output_dir: str | Path, write: Callable[[Path], None], overw
     """Call ``write(tmp)`` on a temporary sibling folder, then move it to `output_dir` (nothing half-written)."""
     out = check_output_dir(output_dir, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_writing_prefix(out), dir=out.parent))
     try:
         with write_errors_named(tmp, out):
             write(tmp)

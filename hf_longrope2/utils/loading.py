@@ -271,3 +271,53 @@ def model_source(name: str, flag: str = "--model", weights: bool = True) -> str:
     if not HUB_ID.match(name) or name.startswith((".", "~")) or name.endswith(("/", ".json", ".gguf")):
         raise ValueError(f"{flag} {name}: no such folder (and not a Hub id of the form namespace/name)")
     return name
+
+
+def _shown(keys: list[str], limit: int = 3) -> str:
+    more = f" and {len(keys) - limit} more" if len(keys) > limit else ""
+    return ", ".join(keys[:limit]) + more
+
+
+def loading_problems(info: dict) -> list[str]:
+    """The tensors transformers' ``output_loading_info`` reports as missing, unexpected or of another shape."""
+    problems = []
+    missing, unexpected = sorted(info.get("missing_keys") or []), sorted(info.get("unexpected_keys") or [])
+    mismatched = sorted(info.get("mismatched_keys") or [], key=str)
+    if missing:
+        problems.append(f"{len(missing)} tensor(s) the model needs are not in the weights ({_shown(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} tensor(s) in the weights have no place in the model ({_shown(unexpected)})")
+    if mismatched:
+        shown = [" ".join(str(x) for x in m) if isinstance(m, tuple | list) else str(m) for m in mismatched]
+        problems.append(f"{len(mismatched)} tensor(s) have another shape in the weights than in the model "
+                        f"({_shown(shown)})")
+    return problems
+
+
+def load_causal_lm(name: str, flag: str = "--model", **kwargs: Any):
+    """``AutoModelForCausalLM.from_pretrained(name, **kwargs)``, refusing weights that do not fit the config.
+
+    transformers loads a model whose weights lack some of its tensors (they are left randomly initialised), hold
+    tensors it has no place for (they are dropped) or, with ``ignore_mismatched_sizes``, hold tensors of another
+    shape, with a log line at most. Here any of the three is one `ValueError` naming the tensors, so a config
+    from another architecture over these weights (a Qwen2 config over Llama weights: q/k/v biases missing; a
+    Phi-3 config: fused projections) is refused before anything is extended, trained or reported.
+
+    What this cannot see, honestly: two architectures whose tensors have the same names and shapes. A Gemma (v1)
+    or Mistral config over Llama weights loads every tensor exactly, and the model computes something else (Gemma
+    scales the embeddings and adds 1 to its norm weights); nothing in a safetensors file records which
+    architecture wrote it, so that mix-up goes unnoticed here.
+
+    Raises:
+        ValueError: ``"--model DIR: its weights do not fit the <model_type> model its config.json describes: ..."``.
+    """
+    from transformers import AutoModelForCausalLM  # seconds to import: only the verbs that load a model pay
+
+    kwargs.setdefault("ignore_mismatched_sizes", True)  # reported below as one line, not a RuntimeError
+    model, info = AutoModelForCausalLM.from_pretrained(name, output_loading_info=True, **kwargs)
+    problems = loading_problems(info)
+    if problems:
+        raise ValueError(f"{flag} {name}: its weights do not fit the {model.config.model_type} model its "
+                         f"config.json describes: {'; '.join(problems)}; the config is not this model's (edited, or "
+                         "from another architecture?): restore the model's own config.json")
+    return model

@@ -4,6 +4,7 @@
 >>> from hf_longrope2.utils.run_folder import RunFolder
 >>> run = RunFolder("out", "search")              # out/ appears only complete; out.search-state/ meanwhile
 >>> run.begin(overwrite=False, resume=False)      # refuses a taken out/ or a leftover state before any work
+>>> run.check_resume(identity, state["inputs"])    # on --resume: refuses other inputs (utils.identity), naming them
 >>> run.save_state({"iteration": 3})              # atomically, after every step
 >>> run.publish(lambda tmp: ..., overwrite=False) # writes a temporary sibling, renames it to out/, drops the state
 ```
@@ -24,7 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import check_output_dir, publish_folder, save_atomically, write_json_atomically
+from .identity import identity_change
 from .loading import read_json
+
+INPUTS_FILE = "run_inputs.json"  # the identity of the inputs (utils.identity), beside the state it belongs to
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,8 @@ class RunFolder:
             PermissionError: the parent folder cannot be written.
         """
         check_output_dir(self.output_dir, overwrite)
-        kind, kept = self.kind, self.state_dir.is_dir() and any(self.state_dir.iterdir())
+        kind = self.kind
+        kept = self.state_dir.is_dir() and any(p.name != INPUTS_FILE for p in self.state_dir.iterdir())
         if resume and not self.has_state() and not kind.trainer_checkpoints:
             raise FileNotFoundError(f"--resume: no {kind.what} state at {self.state_file}")
         if resume or not (kept if kind.trainer_checkpoints else self.state_file.exists()):
@@ -106,6 +111,48 @@ class RunFolder:
         raise FileExistsError(
             f"an earlier {kind.what} left its state in {self.state_dir}; pass --resume to continue it, or delete it"
         )
+
+    def record_inputs(self, identity: dict, where: str | os.PathLike | None = None) -> Path:
+        """Write `identity` ([`run_identity`]) as ``run_inputs.json`` in the state folder (or `where`), atomically
+        (the Trainer's checkpoints; the JSON states of search and eval hold it under ``"inputs"``)."""
+        folder = Path(where) if where is not None else self.state_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        return write_json_atomically(folder / INPUTS_FILE, identity)
+
+    def recorded_inputs(self, where: str | os.PathLike | None = None) -> dict | None:
+        """The identity [`record_inputs`] wrote in the state folder (or `where`), or None."""
+        path = (Path(where) if where is not None else self.state_dir) / INPUTS_FILE
+        if not path.is_file():
+            return None
+        saved = read_json(path, f"{self.kind.resume_flag.split()[0]}: the recorded inputs")
+        return saved if isinstance(saved, dict) else {}
+
+    def check_resume(self, identity: dict, recorded: dict | None, *, where: str | os.PathLike | None = None,
+                     required: bool = True) -> str | None:
+        """Refuse to resume a state whose `recorded` inputs are not `identity` (both [`run_identity`] results).
+
+        The two are compared by content ([`identity_change`]): the same model or dataset given by another path
+        (relative, absolute, through a link) is accepted; a model file, dataset file or setting that changed is
+        refused, naming it. A state that recorded nothing (an older hf-longrope2) is refused when `required`, else
+        a note saying the inputs were not checked is returned. `where` names the state in the messages.
+
+        Raises:
+            ValueError: one line: what changed since the run started, and what to do.
+        """
+        folder = Path(where) if where is not None else self.state_dir
+        flag = self.kind.resume_flag.split()[0]
+        over = "pass --overwrite to start over" if self.kind.trainer_checkpoints else f"delete {folder} to start over"
+        if recorded is None:
+            message = (f"{flag}: {folder} records no identity of its inputs (written by an older hf-longrope2), "
+                       "so a resume could mix two models or datasets")
+            if required:
+                raise ValueError(f"{message}; {over}")
+            return f"note: {message}; resuming without that check"
+        change = identity_change(recorded, identity)
+        if change:
+            raise ValueError(f"{flag}: {change}; the state in {folder} belongs to the inputs the run started with: "
+                             f"give those again, or {over}")
+        return None
 
     def read_state(self) -> Any:
         """The saved JSON state (ValueError naming the file when it is not JSON)."""

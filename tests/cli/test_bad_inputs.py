@@ -35,6 +35,12 @@ BROKEN_LONGROPE2: dict[str, Callable[[dict], None]] = {
 }
 
 
+OTHER_CONFIGS: dict[str, Callable[[dict], None]] = {
+    "qwen2_config": lambda c: c.update(model_type="qwen2", architectures=["Qwen2ForCausalLM"]),  # q/k/v biases
+    "wide_mlp_config": lambda c: c.update(intermediate_size=2 * c["intermediate_size"]),  # MLP of another shape
+}
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory, tiny_llama) -> Path:
     """base/ (plain tiny Llama), ext/ (extended, with card), nan/ (ext with a NaN long factor), broken copies."""
@@ -52,6 +58,11 @@ def models(tmp_path_factory, tiny_llama) -> Path:
         shutil.copytree(root / "ext", root / name)
         config = json.loads((root / name / "config.json").read_text())
         edit(config["rope_parameters"])
+        (root / name / "config.json").write_text(json.dumps(config))
+    for name, edit in OTHER_CONFIGS.items():  # another model's config over the base's weights
+        shutil.copytree(root / "base", root / name)
+        config = json.loads((root / name / "config.json").read_text())
+        edit(config)
         (root / name / "config.json").write_text(json.dumps(config))
     shutil.copytree(root / "base", root / "trunc_config")
     text = (root / "trunc_config" / "config.json").read_text()
@@ -147,6 +158,38 @@ def _push(model: str) -> Callable[[Path, Path], list[str]]:
 
 def _export(model: str) -> Callable[[Path, Path], list[str]]:
     return lambda m, t: ["export-serving", "--model", str(m / model), "--output-dir", str(t / "out")]
+
+
+def _eval_mine(m: Path, t: Path) -> list[str]:
+    return ["eval", "--model", str(t / "mine"), "--lengths", "32", "--output-dir", str(t / "out")]
+
+
+def _eval_state_then_config_edited(m: Path, t: Path) -> None:
+    """An interrupted eval of mine/ (its state records mine/ by content), then mine/config.json edited."""
+    from dataclasses import replace
+
+    from hf_longrope2.evaluation.runner import run_inputs
+
+    shutil.copytree(m / "base", t / "mine")
+    config = cli.parse_args("eval", _eval_mine(m, t)[1:])
+    inputs = run_inputs(replace(config, model=[str(t / "mine")]))
+    _write(t / "out.eval-state" / "state.json", json.dumps({"settings": {}, "inputs": inputs, "cells": {}}))
+    edited = json.loads((t / "mine" / "config.json").read_text()) | {"initializer_range": 0.5}
+    (t / "mine" / "config.json").write_text(json.dumps(edited))
+
+
+def _midtrain_checkpoint_at_lr(lr: str) -> Callable[[Path, Path], None]:
+    """A checkpoints folder of a midtraining of ext/ run with learning rate `lr` (its run_inputs.json)."""
+
+    def setup(m: Path, t: Path) -> None:
+        from hf_longrope2.midtrain.runner import run_inputs
+
+        config = cli.parse_args("midtrain", [*_midtrain("ext")(m, t)[1:], "--learning_rate", lr])
+        (t / "out.checkpoints" / "checkpoint-1").mkdir(parents=True)
+        inputs = run_inputs(config.script, config.training, config.model)
+        _write(t / "out.checkpoints" / "run_inputs.json", json.dumps(inputs))
+
+    return setup
 
 
 CASES: dict[str, Case] = {
@@ -280,6 +323,24 @@ CASES: dict[str, Case] = {
                                                                                   '{"version": 2, "sett')),
     "eval-corrupt-resume-state": Case(lambda m, t: [*_eval("base")(m, t), "--resume"], 2, "is not an evaluation state",
                                       lambda m, t: _write(t / "out.eval-state" / "state.json", "{}")),
+    # a config from another model over these weights: every verb that loads refuses, naming the tensors
+    "extend-qwen2-config-over-llama-weights": Case(_extend("qwen2_config"), 2, "qwen2_config: its weights do not "
+                                                   "fit the qwen2 model its config.json describes: "),
+    "eval-qwen2-config-over-llama-weights": Case(lambda m, t: [*_eval("qwen2_config")(m, t), "--lengths", "512", "--ruler-tasks", "none"], 2,
+                                                 "self_attn.k_proj.bias"),  # room for a haystack, then the load
+    "midtrain-qwen2-config-over-llama-weights": Case(_midtrain("qwen2_config"), 2,
+                                                     "tensor(s) the model needs "
+                                                     "are not in the weights (model.layers.0.self_attn.k_proj.bias"),
+    "search-mlp-shape-differs-from-weights": Case(_search("wide_mlp_config", "out", "--target-length", "512"), 2, "tensor(s) have another shape in "
+                                                  "the weights than in the model (model.layers.0.mlp.down_proj.weight"),
+    # a resume onto other inputs: refused naming what changed (recorded by content, not by the strings given)
+    "eval-resume-model-config-changed": Case(lambda m, t: [*_eval_mine(m, t), "--resume"], 2,
+                                             "--resume: model config.json changed since the run started: --model",
+                                             _eval_state_then_config_edited),
+    "midtrain-resume-other-learning-rate": Case(lambda m, t: [*_midtrain("ext")(m, t), "--learning_rate", "2e-4",
+                                                              "--resume_from_checkpoint", "true"], 2,
+                                                "--resume_from_checkpoint: settings differ from the run's: "
+                                                "learning_rate: 0.0001 -> 0.0002", _midtrain_checkpoint_at_lr("1e-4")),
     # small things
     "factors-theta-inf": Case(lambda m, t: ["factors", "--rotary-dim", "64", "--rope-theta", "inf",
                                             "--original-length", "256", "--target-length", "2048"], 2,
@@ -337,12 +398,13 @@ CASES: dict[str, Case] = {
 
 
 def _tree(*roots: Path) -> dict[str, tuple[int, int]]:
-    """Every path under `roots` with its size and modification time."""
+    """Every path under `roots` with its size and modification time (files)."""
     found = {}
     for root in roots:
         for path in [root, *root.rglob("*")] if root.exists() else []:
             stat = path.lstat()
-            found[str(path)] = (stat.st_size if path.is_file() else 0, stat.st_mtime_ns)
+            # a folder's own mtime is left out: the output's lock file (.out.lock) is created and removed beside it
+            found[str(path)] = (stat.st_size, stat.st_mtime_ns) if path.is_file() else (0, 0)
     return found
 
 

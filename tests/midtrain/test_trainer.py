@@ -147,6 +147,7 @@ def test_lora_recipe_saves_a_merged_model_and_resume_works(tmp_path):
     first = [h for h in log["log_history"] if "loss" in h]
     checkpoint = checkpoints_dir(out) / "checkpoint-2"
     assert not (out / "checkpoint-2").exists() and (checkpoint / "trainer_state.json").is_file()
+    assert json.loads((checkpoints_dir(out) / "run_inputs.json").read_text())["settings"]["lora_r"] == 4
     assert cli.main([*args[:6], "3", *args[7:], "--resume_from_checkpoint", str(checkpoint)]) == 2
     assert cli.main([*args[:6], "3", *args[7:], "--resume_from_checkpoint", str(checkpoint), "--overwrite"]) == 0
     resumed = [h for h in json.loads((out / "midtrain_log.json").read_text())["log_history"] if "loss" in h]

@@ -317,12 +317,46 @@ def test_resume_checks(assets, tmp_path, capsys):
     assert "no search state" in capsys.readouterr().err
     state = Path(f"{tmp_path / 'o'}.search-state")
     state.mkdir()
-    (state / "state.json").write_text(json.dumps({"version": 3, "settings": {"seed": 99}}))
+    (state / "state.json").write_text(json.dumps({"version": 4, "settings": {"seed": 99}}))
     assert cli.main(["search", *_argv(assets, tmp_path / "o", *SMALL, "--resume")]) == 2
-    assert "settings differ from the saved search" in capsys.readouterr().err
-    (state / "state.json").write_text(json.dumps({"version": 2, "settings": {"seed": 99}}))  # before spaces
+    assert "records no identity of its inputs" in capsys.readouterr().err
+    (state / "state.json").write_text(json.dumps({"version": 3, "settings": {"seed": 99}}))  # before "inputs"
     assert cli.main(["search", *_argv(assets, tmp_path / "o", *SMALL, "--resume")]) == 2
-    assert "has state version 2, this hf-longrope2 writes 3" in capsys.readouterr().err
+    assert "has state version 3, this hf-longrope2 writes 4" in capsys.readouterr().err
+
+
+def test_resume_checks_the_inputs_by_content(assets, tmp_path, capsys, monkeypatch):
+    """Interrupted after its first saved state; its model's weights replaced (same shapes) at the same path: the
+    resume is refused naming them. The same model by a relative path (and the dataset by another spelling) is
+    the same input: the resume runs."""
+    from safetensors.torch import load_file, save_file
+
+    from hf_longrope2.utils.run_folder import RunFolder
+
+    shutil.copytree(assets / "tiny", tmp_path / "m")
+    save_state = RunFolder.save_state
+
+    def save_then_stop(self, data):
+        save_state(self, data)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunFolder, "save_state", save_then_stop)
+    argv = ["--dataset", str(assets / "text"), "--output_dir", str(tmp_path / "o"), *SMALL]
+    assert cli.main(["search", "--model", str(tmp_path / "m"), *argv]) == 130
+    monkeypatch.setattr(RunFolder, "save_state", save_state)
+    assert "continue with:" in capsys.readouterr().err
+    weights = tmp_path / "m" / "model.safetensors"
+    original = weights.read_bytes()
+    save_file({k: v + 0.01 for k, v in load_file(weights).items()}, weights, metadata={"format": "pt"})
+    assert cli.main(["search", "--model", str(tmp_path / "m"), *argv, "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "--resume: model weights changed since the run started: --model" in err
+    assert "model.safetensors (content differs)" in err and not (tmp_path / "o").exists()
+    weights.write_bytes(original)
+    monkeypatch.chdir(tmp_path)
+    argv[1] = str(assets / "text") + "/"
+    assert cli.main(["search", "--model", "m", *argv, "--resume"]) == 0
+    assert (tmp_path / "o" / "config.json").is_file()
 
 
 def test_longrope_space_is_never_worse_than_the_seeds_it_contains(assets, tmp_path, capsys):

@@ -75,3 +75,26 @@ def test_a_complete_replace_leaves_no_sibling(tmp_path):
     _fill(tmp_path / "out", OLD)
     save_atomically(tmp_path / "out", lambda tmp: [(tmp / k).write_text(v) for k, v in NEW.items()], overwrite=True)
     assert _content(tmp_path / "out") == NEW and [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_later_run_removes_stale_siblings_under_its_lock_and_says_so(tiny_llama, tmp_path, capsys):
+    """What runs killed mid-write left beside an output (the writing folder of save_atomically, midtraining's
+    .NAME.saving, an atomic_path temporary, an old output aside whose replacement is in place) is removed by the
+    next run on that output, with one note; other hidden files beside it are left alone."""
+    from hf_longrope2 import cli
+
+    out = _fill(tmp_path / "out", OLD)
+    stale = [_fill(tmp_path / ".out.writing-k2j4h5g6", NEW), _fill(tmp_path / ".out.saving", NEW),
+             _fill(tmp_path / ".out.replaced-4242", OLD)]
+    (tmp_path / ".out.tmp777").write_text("half a file")
+    stale.append(tmp_path / ".out.tmp777")
+    kept = [_fill(tmp_path / ".out.settings", OLD), tmp_path / ".out.notes"]
+    kept[1].write_text("mine")
+    assert cli.main(["extend", "--model", str(tiny_llama), "--target-length", "256", "--output-dir", str(out),
+                     "--overwrite"]) == 0
+    assert not any(path.exists() for path in stale) and all(path.exists() for path in kept)
+    note = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: removed")]
+    assert note == [f"note: removed .out.replaced-4242, .out.saving, .out.tmp777, .out.writing-k2j4h5g6 beside {out}, "
+                    "left by an interrupted run"]
+    assert (out / "config.json").read_text() != OLD["config.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.notes", ".out.settings", "out"]
