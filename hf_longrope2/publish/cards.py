@@ -31,7 +31,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import AutoConfig
 
 from .. import factors
-from ..extension import export_for_serving
+from ..extension import export_for_serving, run_extend
 from ..modeling.rope import RopeGeometry, rope_parameters
 from ..utils.atomic import write_text_atomically
 from ..utils.environment import __version__
@@ -161,11 +161,12 @@ def _lineage(base_model: str | None, search: dict | None) -> tuple[str | None, d
     return None, search
 
 
-def _display_name(folder: Path, repo_id: str | None, search: dict | None, midtrain: dict | None) -> tuple[str, str]:
+def _display_name(folder: Path, repo_id: str | None, search: dict | None, midtrain: dict | None,
+                  output_dir: str | Path | None = None) -> tuple[str, str]:
     """(title, id to load) for the card: the repo id, else the output folder the run was given."""
     if repo_id:
         return repo_id.split("/")[-1], repo_id
-    output_dir = (search or {}).get("settings", {}).get("output_dir") or (
+    output_dir = output_dir or (search or {}).get("settings", {}).get("output_dir") or (
         (midtrain or {}).get("settings", {}).get("training", {}).get("output_dir")
     )
     if output_dir:
@@ -472,6 +473,7 @@ def render_model_card(
     results: str | None = None,
     report: dict | None = None,
     report_model: str | None = None,
+    output_dir: str | Path | None = None,
 ):
     """The `huggingface_hub.ModelCard` of the saved longrope2 model `folder` (reads its ``config.json``).
 
@@ -487,6 +489,8 @@ def render_model_card(
         report (`dict`, *optional*): An evaluation report (``report.json`` of ``hf-longrope2 eval``); adds a
             ``model-index`` and the Results tables.
         report_model (`str`, *optional*): The report's name for this model (see [`report_model_name`]).
+        output_dir (`str` or `Path`, *optional*): The folder the run was asked to write, as given (title and load
+            snippet when there is no `repo_id`); default: the one its logs name, else `folder`'s name.
 
     Returns:
         `huggingface_hub.ModelCard`
@@ -499,7 +503,7 @@ def render_model_card(
     long_factor = [float(x) for x in params["long_factor"]]
     tail, head = long_factor[critical or 0:], long_factor[: critical or 0]
     hub_base, search_used = _lineage(base_model, search)
-    title, load_id = _display_name(folder, repo_id, search, midtrain)
+    title, load_id = _display_name(folder, repo_id, search, midtrain, output_dir)
     model = report_model_name(report, folder, report_model) if report is not None else None
     results_index = eval_results(report, model) if report is not None else []
     card_data = ModelCardData(
@@ -563,6 +567,14 @@ def run_export_serving(args) -> Path:
     out = export_with_card(args.model, args.output_dir, overwrite=args.overwrite, link=args.link)
     print(f"exported -> {out}")
     return out
+
+
+def run_extend_with_card(args):
+    """``hf-longrope2 extend``: [`hf_longrope2.extension.run_extend`] plus the output's card, written in the
+    temporary folder before it is renamed into place: named after ``--output-dir``, the method read from the
+    factors (YaRN / NTK / PI / a given vector / searched), `--model` as the base when it is a Hub id."""
+    return run_extend(args, write_card=lambda tmp: write_model_card(tmp, base_model=args.model,
+                                                                     output_dir=args.output_dir))
 
 
 def write_model_card(folder: str | Path, **kwargs) -> Path:

@@ -7,22 +7,32 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
 from snippets import bash_blocks, python_blocks, run_user_code
 
+from hf_longrope2.cli import run_verb
 from hf_longrope2.publish.cards import export_with_card, write_model_card
 from hf_longrope2.publish.hub import render_card
 
 REQUIRED = {"license": "apache-2.0", "library_name": "transformers", "pipeline_tag": "text-generation"}
 
 
+def extend(model, out, *flags) -> Path:
+    """``hf-longrope2 extend`` through the CLI's verb table (which adds the card) to 512 tokens."""
+    run_verb("extend", ["--model", str(model), "--target-length", "512", "--output-dir", str(out), *flags])
+    return out
+
+
 @pytest.fixture(scope="module")
-def cards(tmp_path_factory, tiny_search):
-    """{kind: (folder, card text)} for search, export-serving, midtrain (and so demo) and push --write-card."""
+def cards(tmp_path_factory, tiny_search, tiny_llama):
+    """{kind: (folder, card text)} for search, extend, export-serving, midtrain (and so demo), push --write-card."""
     root = tmp_path_factory.mktemp("cards")
     out = {"search": (tiny_search, (tiny_search / "README.md").read_text())}
+    extended = extend(tiny_llama, root / "extended", "--method", "yarn")
+    out["extend"] = (extended, (extended / "README.md").read_text())
     served = export_with_card(tiny_search, root / "served")
     out["export-serving"] = (served, (served / "README.md").read_text())
     midtrained = root / "midtrained"
@@ -37,7 +47,10 @@ def cards(tmp_path_factory, tiny_search):
     return out
 
 
-@pytest.mark.parametrize("kind", ["search", "export-serving", "midtrain", "push"])
+KINDS = ["search", "extend", "export-serving", "midtrain", "push"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_card_metadata_and_name(cards, kind):
     folder, text = cards[kind]
     data = ModelCard(text).data
@@ -52,7 +65,7 @@ def test_card_metadata_and_name(cards, kind):
         assert data.datasets == ["HuggingFaceFW/fineweb-edu"]
 
 
-@pytest.mark.parametrize("kind", ["search", "export-serving", "midtrain"])
+@pytest.mark.parametrize("kind", ["search", "extend", "export-serving", "midtrain"])
 def test_card_snippets_run_as_written(cards, kind):
     folder, text = cards[kind]
     blocks = python_blocks(text)
@@ -69,3 +82,21 @@ def test_card_snippets_run_as_written(cards, kind):
                               stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         assert json.loads((target / "config.json").read_text())["rope_parameters"]["rope_type"] == "longrope"
+
+
+@pytest.mark.parametrize(("flags", "says"), [
+    (["--method", "ntk"], "NTK factors (not searched)"),
+    (["--method", "pi"], "position interpolation (PI) factors (not searched)"),
+    (["--factors-file", "custom.json"], "a given factor vector (not searched)"),
+])
+def test_extend_card_says_how_its_factors_were_made(tmp_path, tiny_llama, cards, flags, says):
+    """A YaRN / NTK / PI / given-factors extend never claims LongRoPE2's searched factors."""
+    assert "YaRN factors (not searched)" in cards["extend"][1]
+    if "--factors-file" in flags:
+        pairs = 8  # the tiny Llama: head_dim 16, 8 rotary pairs
+        (tmp_path / "custom.json").write_text(json.dumps({"long_factor": [1.0 + i for i in range(pairs)]}))
+        flags = ["--factors-file", str(tmp_path / "custom.json")]
+    text = (extend(tiny_llama, tmp_path / "out", *flags) / "README.md").read_text()
+    assert says in text
+    assert "searched factors" not in text and "extended with LongRoPE2" not in text
+    assert f'from_pretrained("{tmp_path / "out"}"' in text
