@@ -14,7 +14,8 @@ from huggingface_hub import ModelCard
 from snippets import bash_blocks, python_blocks, run_user_code
 
 from hf_longrope2.cli import run_verb
-from hf_longrope2.publish.cards import export_with_card, write_model_card
+from hf_longrope2.pipeline import card_stage, extend_stage
+from hf_longrope2.publish.cards import export_with_card, model_origin, write_model_card
 from hf_longrope2.publish.hub import render_card
 
 REQUIRED = {"license": "apache-2.0", "library_name": "transformers", "pipeline_tag": "text-generation"}
@@ -44,10 +45,32 @@ def cards(tmp_path_factory, tiny_search, tiny_llama):
     write_model_card(midtrained, base_model=str(tiny_search), midtrain=log)
     out["midtrain"] = (midtrained, (midtrained / "README.md").read_text())
     out["push"] = (tiny_search, render_card(tiny_search, "my-org/tiny-longrope2"))
+    out.update(demo_cards(root / "longrope2-demo", tiny_search, tiny_llama))
     return out
 
 
-KINDS = ["search", "extend", "export-serving", "midtrain", "push"]
+def demo_cards(demo: Path, tiny_search: Path, tiny_llama: Path) -> dict:
+    """The demo's cards, from its own stage functions: an extend stage (yarn) and the midtrained ``longrope2``
+    folder re-rendered with a report, laid out as the demo leaves them (``longrope2.checkpoints`` beside it)."""
+    extend_stage(base=tiny_llama, method="yarn", target=512, out=demo / "yarn", resume=False)
+    shutil.copytree(tiny_search, demo / "search")
+    midtrained = demo / "longrope2"
+    shutil.copytree(tiny_search, midtrained)
+    (midtrained / "search_log.json").unlink()
+    (demo / "longrope2.checkpoints").mkdir()
+    log = {"settings": {"model": {"model_name_or_path": str(demo / "search")},
+                        "training": {"output_dir": str(midtrained), "max_steps": 2, "target_length": 512}},
+           "checkpoints": str(demo / "longrope2.checkpoints"), **model_origin(demo / "search"),
+           "log_history": [{"step": 2}], "train": {"train_loss": 3.0}}
+    (midtrained / "midtrain_log.json").write_text(json.dumps(log))
+    report = {"settings": {"dataset": "builtin:pydoc"},
+              "models": {"longrope2": {"path": str(midtrained), "rope_type": "longrope2", "niah_mean": {"512": 1.0}}}}
+    card_stage(midtrained, report, "longrope2")
+    return {kind: (folder, (folder / "README.md").read_text())
+            for kind, folder in (("demo", midtrained), ("demo-extend", demo / "yarn"))}
+
+
+KINDS = ["search", "extend", "export-serving", "midtrain", "push", "demo", "demo-extend"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -65,7 +88,7 @@ def test_card_metadata_and_name(cards, kind):
         assert data.datasets == ["HuggingFaceFW/fineweb-edu"]
 
 
-@pytest.mark.parametrize("kind", ["search", "extend", "export-serving", "midtrain"])
+@pytest.mark.parametrize("kind", ["search", "extend", "export-serving", "midtrain", "demo", "demo-extend"])
 def test_card_snippets_run_as_written(cards, kind):
     folder, text = cards[kind]
     blocks = python_blocks(text)
@@ -100,3 +123,11 @@ def test_extend_card_says_how_its_factors_were_made(tmp_path, tiny_llama, cards,
     assert says in text
     assert "searched factors" not in text and "extended with LongRoPE2" not in text
     assert f'from_pretrained("{tmp_path / "out"}"' in text
+
+
+def test_demo_card_names_the_midtrained_folder(cards):
+    """The demo's card describes ``longrope2-demo/longrope2``: never its checkpoints folder or the search folder."""
+    folder, text = cards["demo"]
+    assert ".checkpoints" not in text and f'"{folder.parent / "search"}"' not in text
+    assert f'from_pretrained("{folder}"' in text and "model-index" in text
+    assert "YaRN factors (not searched)" in cards["demo-extend"][1]
