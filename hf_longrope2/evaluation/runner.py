@@ -28,7 +28,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from ..data.needles import tokenizer_fingerprint
 from ..data.texts import load_texts
 from ..modeling.rope import RopeGeometry
-from ..utils.environment import torch_dtype
+from ..utils.environment import torch_dtype, transformers_bars_off
 from ..utils.loading import model_source
 from .config import EvalConfig
 from .lm_eval_bridge import check_lm_eval_tasks
@@ -87,30 +87,31 @@ def evaluate_models(
     done = sum(len(cells.get(s.name, {})) for s in specs)
     bar = tqdm(total=total, initial=done, desc="eval", unit="cell", dynamic_ncols=True)
     models = {}
-    for spec in specs:
-        finished = cells.setdefault(spec.name, {})
-        geometry = RopeGeometry.from_config(configs[spec.name])
-        models[spec.name] = {
-            "path": spec.path,
-            "original_window": geometry.original_window,
-            "max_position_embeddings": geometry.max_position_embeddings,
-            "rope_type": geometry.rope_type,
-        }
-        if len(finished) < plan.cells_per_model:
-            bar.set_postfix_str(spec.name)
-            model = spec.load()
+    with transformers_bars_off():  # transformers' load bars would interleave with ours
+        for spec in specs:
+            finished = cells.setdefault(spec.name, {})
+            geometry = RopeGeometry.from_config(configs[spec.name])
+            models[spec.name] = {
+                "path": spec.path,
+                "original_window": geometry.original_window,
+                "max_position_embeddings": geometry.max_position_embeddings,
+                "rope_type": geometry.rope_type,
+            }
+            if len(finished) < plan.cells_per_model:
+                bar.set_postfix_str(spec.name)
+                model = spec.load()
 
-            def record(key: str, value, finished=finished) -> None:
-                finished[key] = value
-                bar.update(1)
-                if save_state is not None:
-                    save_state(state)
+                def record(key: str, value, finished=finished) -> None:
+                    finished[key] = value
+                    bar.update(1)
+                    if save_state is not None:
+                        save_state(state)
 
-            plan.run(model, tokenizer, finished, record, args)
-            del model
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+                plan.run(model, tokenizer, finished, record, args)
+                del model
+                gc.collect()
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
     bar.close()
     return assemble(args, plan, models, cells, time.perf_counter() - started)
 
