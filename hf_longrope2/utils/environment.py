@@ -61,7 +61,7 @@ def cache_dir() -> Path:
 def transformers_bars_off() -> Iterator[None]:
     """Turn transformers' own progress bars ("Loading weights", "Writing model shards") off while ours run, so the
     two do not interleave on one terminal; they are turned back on after (unless they were off already)."""
-    from transformers.utils import logging as transformers_logging
+    from transformers.utils import logging as transformers_logging  # local: `hf-longrope2 env` skips transformers
 
     was_on = transformers_logging.is_progress_bar_enabled()
     transformers_logging.disable_progress_bar()
