@@ -1,5 +1,6 @@
-"""Every kind of card the project writes: its metadata, and its snippets run as written (in a fresh interpreter
-without hf_longrope2, stdin closed, a time limit): no prompt, no warning, no stall."""
+"""Every kind of card the project writes (search, extend, export-serving, midtrain, push --write-card, the demo's
+midtrained and extend folders): its metadata and name, and its snippets run as written, whole and line by line
+(in a fresh interpreter without hf_longrope2, stdin closed, a time limit): no prompt, no warning, no stall."""
 
 from __future__ import annotations
 
@@ -88,9 +89,15 @@ def test_card_metadata_and_name(cards, kind):
         assert data.datasets == ["HuggingFaceFW/fineweb-edu"]
 
 
-@pytest.mark.parametrize("kind", ["search", "extend", "export-serving", "midtrain", "demo", "demo-extend"])
+@pytest.mark.parametrize("kind", ["search", "extend", "export-serving", "midtrain", "push", "demo", "demo-extend"])
 def test_card_snippets_run_as_written(cards, kind):
     folder, text = cards[kind]
+    if kind == "push":  # the Hub repo, as `hf download my-org/tiny-longrope2 --local-dir tiny-longrope2` leaves it
+        assert "`hf download my-org/tiny-longrope2 --local-dir tiny-longrope2`" in text
+        local = folder.parent / "tiny-longrope2"
+        if not local.exists():
+            shutil.copytree(folder, local)
+        text = text.replace('"my-org/tiny-longrope2"', f'"{local}"')
     blocks = python_blocks(text)
     assert blocks
     for code in blocks:
