@@ -41,8 +41,7 @@ from transformers import AutoConfig
 
 from .evaluation.report import summary_table
 from .factors import METHODS
-from .pipeline import Budget, data_stage, eval_stage, extend_stage, midtrain_stage, search_stage
-from .publish.cards import card_inputs, write_model_card
+from .pipeline import Budget, card_stage, data_stage, eval_stage, extend_stage, midtrain_stage, search_stage
 from .tiny.base import tiny_base_path
 from .utils.atomic import check_output_dir
 
@@ -120,7 +119,7 @@ def run(config: DemoConfig) -> Path:
         print(summary_table(report))
     print(f"\nSearch spaces: {winner} won; its factors are longrope2_search and were midtrained into longrope2.\n"
           f"{spaces}")
-    write_model_card(out / "longrope2", **card_inputs(out / "longrope2"), report=report, report_model="longrope2")
+    card_stage(out / "longrope2", report, "longrope2")
     print(f"[demo] done in {time.perf_counter() - started:.0f} s: extended model {out / 'longrope2'}, "
           f"report {out / 'report' / 'report.md'}")
     return out / "longrope2"

@@ -26,6 +26,7 @@ from .evaluation import run as evaluate
 from .extension import extend_pretrained
 from .midtrain import MidtrainConfig
 from .midtrain import run as midtrain
+from .publish.cards import card_inputs, write_model_card
 from .search import SearchConfig
 from .search import run as search
 from .tiny.recall_data import RecallCorpusSettings, write_recall_corpus
@@ -143,9 +144,17 @@ def search_stage(*, base: Path, target: int, out: Path, budget: Budget, seed: in
 
 
 def extend_stage(*, base: Path, method: str, target: int, out: Path, resume: bool) -> bool:
-    """``hf-longrope2 extend`` of `base` with the `method` factor vector (pi, ntk or yarn)."""
+    """``hf-longrope2 extend`` of `base` with the `method` factor vector (pi, ntk or yarn), with its card."""
+    card = lambda tmp: write_model_card(tmp, base_model=str(base), output_dir=out)  # noqa: E731
     return stage(method, out, resume=resume,
-                 run=lambda: extend_pretrained(str(base), out, target, method=method, overwrite=True))
+                 run=lambda: extend_pretrained(str(base), out, target, method=method, overwrite=True, write_card=card))
+
+
+def card_stage(model: Path, report: dict, report_model: str) -> Path:
+    """Re-render the card of the midtrained `model` with its evaluation `report`: the card names `model` (the
+    folder it describes, as the midtraining log recorded it), never the checkpoints folder beside it."""
+    inputs = card_inputs(model)
+    return write_model_card(model, output_dir=model, report=report, report_model=report_model, **inputs)
 
 
 def midtrain_stage(*, model: Path, out: Path, target: int, steps: int, seed: int, resume: bool, data: Path,

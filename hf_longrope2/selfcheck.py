@@ -32,7 +32,7 @@ from .tiny.models import (
     longrope_reference,
 )
 from .utils.atomic import write_json_atomically
-from .utils.environment import __version__
+from .utils.environment import __version__, transformers_bars_off
 
 TOLERANCES = {"short": 0.0, "long_vs_longrope": 1e-5, "packed": 2e-5, "generate": 1e-4, "reload": 0.0}
 
@@ -113,7 +113,7 @@ def run(config: CheckConfig) -> dict:
     args = config
     start = time.perf_counter()
     results = {}
-    with tempfile.TemporaryDirectory(prefix="hf-longrope2-check-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="hf-longrope2-check-") as tmp, transformers_bars_off():
         for model_type in tqdm(args.model_types, desc="checking architectures", unit="arch"):
             results[model_type] = check_architecture(model_type, Path(tmp), args.seed)
         check_reloads(results, Path(tmp))

@@ -74,7 +74,7 @@ VERBS: dict[str, Verb] = {
                 "print versions and the supported architectures"),
     "factors": Verb("factors:FactorsArguments", "factors:print_factors", "extension",
                     "print a PI / NTK / YaRN factor vector and the critical dimensions"),
-    "extend": Verb("extension:ExtendArguments", "extension:run_extend", "extension",
+    "extend": Verb("extension:ExtendArguments", "publish.cards:run_extend_with_card", "extension",
                    "extend a model with a factor vector and save a loadable folder"),
     "export-serving": Verb("extension:ExportServingArguments", "publish.cards:run_export_serving", "serving",
                            "export a longrope2 folder in the built-in 'longrope' format (vLLM)"),

@@ -13,6 +13,7 @@ run there. One progress bar counts the cells of every model.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import time
@@ -28,7 +29,7 @@ from transformers import AutoConfig, AutoTokenizer
 from ..data.needles import tokenizer_fingerprint
 from ..data.texts import load_texts
 from ..modeling.rope import RopeGeometry
-from ..utils.environment import torch_dtype
+from ..utils.environment import torch_dtype, transformers_bars_off
 from ..utils.identity import run_identity
 from ..utils.loading import load_causal_lm, model_source
 from .config import EvalConfig
@@ -88,8 +89,10 @@ def evaluate_models(
     total = len(specs) * plan.cells_per_model
     done = sum(len(cells.get(s.name, {})) for s in specs)
     bar = tqdm(total=total, initial=done, desc="eval", unit="cell", dynamic_ncols=True)
-    try:  # the bar is closed before an error propagates: the error line is the last one
-        models = {}
+    models = {}
+    # closing(bar): the bar is closed before an error propagates, so the error line is the last one;
+    # transformers' load bars would interleave with ours
+    with transformers_bars_off(), contextlib.closing(bar):
         for spec in specs:
             finished = cells.setdefault(spec.name, {})
             geometry = RopeGeometry.from_config(configs[spec.name])
@@ -114,8 +117,6 @@ def evaluate_models(
                 gc.collect()
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
-    finally:
-        bar.close()
     return assemble(args, plan, models, cells, time.perf_counter() - started)
 
 

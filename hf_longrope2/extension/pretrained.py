@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ DEFAULT_METHOD = "yarn"  # what `extend` uses without --method (said on stderr)
 
 def extend_pretrained(model: str, output_dir: str | Path, target_length: int, *, method: str = "yarn",
                       factors_file: str | None = None, original_length: int | None = None, dtype: str = "auto",
-                      overwrite: bool = False) -> PreTrainedModel:
+                      overwrite: bool = False, write_card: Callable[[Path], object] | None = None) -> PreTrainedModel:
     """Load `model`, extend it to `target_length` tokens and save it with its tokenizer to `output_dir`, atomically.
 
     What ``hf-longrope2 extend`` does. The factors are `method`'s (``pi``, ``ntk`` or ``yarn``, each with its own
@@ -40,6 +41,9 @@ def extend_pretrained(model: str, output_dir: str | Path, target_length: int, *,
         original_length (`int`, *optional*): The pre-training window; default the model's current window.
         dtype (`str`): Weights dtype, one of `hf_longrope2.utils.environment.DTYPES`.
         overwrite (`bool`): Replace a non-empty `output_dir`.
+        write_card (`Callable`, *optional*): Called with the finished temporary folder before it is renamed into
+            place, to write its ``README.md`` (``hf-longrope2 extend`` passes
+            [`hf_longrope2.publish.cards.write_model_card`]: this package does not import the publishing layer).
 
     Returns:
         `PreTrainedModel`: the extended model (already saved).
@@ -67,6 +71,8 @@ def extend_pretrained(model: str, output_dir: str | Path, target_length: int, *,
         loaded.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        if write_card is not None:
+            write_card(tmp)
 
     save_atomically(out, write, overwrite=overwrite)
     return loaded
@@ -103,8 +109,8 @@ class ExtendArguments:
         check_choices(self)
 
 
-def run_extend(args: ExtendArguments) -> PreTrainedModel:
-    """``hf-longrope2 extend``: [`extend_pretrained`] and one line saying what it did."""
+def run_extend(args: ExtendArguments, write_card: Callable[[Path], object] | None = None) -> PreTrainedModel:
+    """``hf-longrope2 extend``: [`extend_pretrained`] and one line saying what it did (`write_card`: see there)."""
     method = args.method
     if method is None:
         method = DEFAULT_METHOD
@@ -113,7 +119,7 @@ def run_extend(args: ExtendArguments) -> PreTrainedModel:
                   file=sys.stderr)
     model = extend_pretrained(args.model, args.output_dir, args.target_length, method=method,
                               factors_file=args.factors_file, original_length=args.original_length, dtype=args.dtype,
-                              overwrite=args.overwrite)
+                              overwrite=args.overwrite, write_card=write_card)
     p = LongRoPE2Parameters.from_config(model.config)
     print(
         f"extended {args.model} from {p.original_max_position_embeddings} to {p.max_position_embeddings} "

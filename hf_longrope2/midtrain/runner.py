@@ -30,7 +30,7 @@ from ..data.mixture import mixture_from_yaml
 from ..data.packing import build_mixed_dataset
 from ..extension import extend, ready_to_save
 from ..modeling.rope import RopeGeometry
-from ..publish.cards import write_model_card
+from ..publish.cards import model_origin, write_model_card
 from ..publish.hub import push
 from ..tiny.models import char_tokenizer, tiny_config
 from ..utils.atomic import write_json_atomically
@@ -224,6 +224,7 @@ def run(config: MidtrainConfig) -> Path:
             "distributed_type": distributed_type,
             "fsdp": trainer.is_fsdp_enabled,
             "checkpoints": str(work),
+            **model_origin(model_config.model_name_or_path),  # the card's base_model: a Hub id, never a path
             "packing": report.to_dict(),
             "train": result.metrics,
             "log_history": trainer.state.log_history,

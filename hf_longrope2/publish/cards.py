@@ -31,7 +31,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers import AutoConfig
 
 from .. import factors
-from ..extension import export_for_serving
+from ..extension import export_for_serving, run_extend
 from ..modeling.rope import RopeGeometry, rope_parameters
 from ..utils.atomic import write_text_atomically
 from ..utils.environment import __version__
@@ -85,25 +85,51 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _source_of(log: dict | None) -> str | None:
-    """The model a search or midtraining log started from."""
+    """The model a search or midtraining log started from, as its command line gave it."""
     if not log:
         return None
     model = log.get("settings", {}).get("model")  # search: the model id; midtrain: TRL's ModelConfig as a dict
     return model if isinstance(model, str) else (model or {}).get("model_name_or_path")
 
 
-def card_inputs(folder: str | Path) -> dict:
-    """``base_model``, ``search`` and ``midtrain`` for [`render_model_card`], read from the logs in `folder`.
+def model_origin(model: str | os.PathLike) -> dict:
+    """Where a run's `model` came from, recorded in its log when the run starts (where relative paths still mean
+    what the user meant): ``model_path``, the absolute local folder (None for a Hub id), and ``base_model``, the
+    Hub id it is or was extended from (following local search / midtraining folders), else None.
 
-    Reads ``search_log.json`` and ``midtrain_log.json`` when present; ``base_model`` is the model the search or
-    midtraining started from, else the ``base_model`` of an existing ``README.md``.
+    A card's ``base_model`` comes from here, never from the path as typed: ``longrope2-demo/search`` read again
+    from another folder looks like a Hub id."""
+    path = Path(model)
+    if path.exists():
+        folder = str(path.resolve())
+        return {"model_path": folder, "base_model": _lineage(folder, None)[0]}
+    return {"model_path": None, "base_model": str(model) if is_hub_id(str(model)) else None}
+
+
+def _origin_of(log: dict | None) -> tuple[str | None, str | None]:
+    """(Hub id, local folder) a search or midtraining log's run started from."""
+    if not log:
+        return None, None
+    if "model_path" in log or "base_model" in log:  # recorded when the run started ([`model_origin`])
+        return log.get("base_model"), log.get("model_path")
+    source = _source_of(log)  # older logs: the model as typed, read as a Hub id only when it is no local path
+    return (source, None) if is_hub_id(source) else (None, source)
+
+
+def card_inputs(folder: str | Path) -> dict:
+    """``base_model``, ``model_path``, ``search`` and ``midtrain`` for [`render_model_card`], from `folder`'s logs.
+
+    Reads ``search_log.json`` and ``midtrain_log.json`` when present. ``base_model`` is the Hub id the search or
+    midtraining recorded as its origin ([`model_origin`]), else the ``base_model`` of an existing ``README.md``;
+    never a local path. ``model_path`` is the local folder the run started from (followed for its search log).
     """
     folder = Path(folder)
     search, midtrain = _read_json(folder / "search_log.json"), _read_json(folder / "midtrain_log.json")
-    base_model = _source_of(midtrain) or _source_of(search)
-    if base_model is None and (folder / "README.md").is_file():
-        base_model = ModelCard((folder / "README.md").read_text(), ignore_metadata_errors=True).data.base_model
-    return {"base_model": base_model, "search": search, "midtrain": midtrain}
+    base_model, model_path = _origin_of(midtrain) if midtrain else _origin_of(search)
+    if base_model is None and model_path is None and (folder / "README.md").is_file():
+        found = ModelCard((folder / "README.md").read_text(), ignore_metadata_errors=True).data.base_model
+        base_model = found if isinstance(found, str) and is_hub_id(found) else None
+    return {"base_model": base_model, "model_path": model_path, "search": search, "midtrain": midtrain}
 
 
 def _license_of(hub_base: str | None) -> str:
@@ -148,25 +174,26 @@ def extension_method(config, params: dict) -> str:
     return "given"
 
 
-def _lineage(base_model: str | None, search: dict | None) -> tuple[str | None, dict | None]:
-    """The Hub id behind `base_model` (following local search / midtrain folders) and the search log on the way."""
+def _lineage(model_path: str | None, search: dict | None) -> tuple[str | None, dict | None]:
+    """The Hub id behind the local folder `model_path` (following search / midtraining folders and their recorded
+    origins) and the search log on the way."""
     for _ in range(4):  # a midtrained search output of a Hub model is two hops away
-        if base_model is None or is_hub_id(base_model):
-            return base_model, search
-        folder = Path(base_model)
-        if not folder.is_dir():
+        if not model_path or not Path(model_path).is_dir():
             return None, search
-        inputs = card_inputs(folder)
+        inputs = card_inputs(model_path)
         search = search or inputs["search"]
-        base_model = inputs["base_model"]
+        if inputs["base_model"]:
+            return inputs["base_model"], search
+        model_path = inputs["model_path"]
     return None, search
 
 
-def _display_name(folder: Path, repo_id: str | None, search: dict | None, midtrain: dict | None) -> tuple[str, str]:
+def _display_name(folder: Path, repo_id: str | None, search: dict | None, midtrain: dict | None,
+                  output_dir: str | Path | None = None) -> tuple[str, str]:
     """(title, id to load) for the card: the repo id, else the output folder the run was given."""
     if repo_id:
         return repo_id.split("/")[-1], repo_id
-    output_dir = (search or {}).get("settings", {}).get("output_dir") or (
+    output_dir = output_dir or (search or {}).get("settings", {}).get("output_dir") or (
         (midtrain or {}).get("settings", {}).get("training", {}).get("output_dir")
     )
     if output_dir:
@@ -467,19 +494,23 @@ def render_model_card(
     folder: str | Path,
     *,
     base_model: str | None = None,
+    model_path: str | os.PathLike | None = None,
     repo_id: str | None = None,
     search: dict | None = None,
     midtrain: dict | None = None,
     results: str | None = None,
     report: dict | None = None,
     report_model: str | None = None,
+    output_dir: str | Path | None = None,
 ):
     """The `huggingface_hub.ModelCard` of the saved longrope2 model `folder` (reads its ``config.json``).
 
     Args:
         folder (`str` or `Path`): A longrope2 model folder (or its ``longrope`` serving export).
-        base_model (`str`, *optional*): What it was extended from; a Hub id goes into the metadata, a local
-            search or midtraining folder is followed to the Hub id it came from.
+        base_model (`str`, *optional*): The Hub id it was extended from (the metadata's ``base_model``); a local
+            folder given here is taken as `model_path`.
+        model_path (`str`, *optional*): The local folder it was extended from: a search or midtraining folder is
+            followed to its search log and to the Hub id it came from. Never written into the metadata.
         repo_id (`str`, *optional*): The Hub repo the card is for (title and load snippet); default: the run's
             output folder.
         search (`dict`, *optional*): The contents of ``search_log.json``.
@@ -488,6 +519,8 @@ def render_model_card(
         report (`dict`, *optional*): An evaluation report (``report.json`` of ``hf-longrope2 eval``); adds a
             ``model-index`` and the Results tables.
         report_model (`str`, *optional*): The report's name for this model (see [`report_model_name`]).
+        output_dir (`str` or `Path`, *optional*): The folder the run was asked to write, as given (title and load
+            snippet when there is no `repo_id`); default: the one its logs name, else `folder`'s name.
 
     Returns:
         `huggingface_hub.ModelCard`
@@ -499,8 +532,11 @@ def render_model_card(
     critical = params.get("critical_dim")
     long_factor = [float(x) for x in params["long_factor"]]
     tail, head = long_factor[critical or 0:], long_factor[: critical or 0]
-    hub_base, search_used = _lineage(base_model, search)
-    title, load_id = _display_name(folder, repo_id, search, midtrain)
+    if base_model and not is_hub_id(base_model):  # a run's --model that is a local folder (or builtin:)
+        model_path, base_model = model_path or base_model, None
+    followed, search_used = _lineage(str(model_path) if model_path else None, search)
+    hub_base = base_model or followed
+    title, load_id = _display_name(folder, repo_id, search, midtrain, output_dir)
     model = report_model_name(report, folder, report_model) if report is not None else None
     results_index = eval_results(report, model) if report is not None else []
     card_data = ModelCardData(
@@ -520,7 +556,7 @@ def render_model_card(
         template_path=str(TEMPLATE),
         model_name=md_text(title),  # values from logs and paths: literal text (md_text, md_code), never live
         repo_id=load_id,
-        base_model=md_code(base_model) if base_model else None,
+        base_model=md_code(Path(model_path).name) if model_path else None,
         hub_base_model=hub_base,
         serving_export=params.get("rope_type") == "longrope",
         method=extension_method(config, params),
@@ -564,6 +600,14 @@ def run_export_serving(args) -> Path:
     out = export_with_card(args.model, args.output_dir, overwrite=args.overwrite, link=args.link)
     print(f"exported -> {out}")
     return out
+
+
+def run_extend_with_card(args):
+    """``hf-longrope2 extend``: [`hf_longrope2.extension.run_extend`] plus the output's card, written in the
+    temporary folder before it is renamed into place: named after ``--output-dir``, the method read from the
+    factors (YaRN / NTK / PI / a given vector / searched), `--model` as the base when it is a Hub id."""
+    return run_extend(args, write_card=lambda tmp: write_model_card(tmp, base_model=args.model,
+                                                                     output_dir=args.output_dir))
 
 
 def write_model_card(folder: str | Path, **kwargs) -> Path:

@@ -45,7 +45,7 @@ from ..modeling.rope import rope_parameters
 from ..utils.atomic import write_text_atomically
 from ..utils.environment import __version__
 from ..utils.loading import check_rope_values, weight_problems
-from .cards import card_inputs, render_model_card
+from .cards import card_inputs, is_hub_id, render_model_card
 from .secrets import refuse_secrets
 
 JUNK_DIRS = ("__pycache__",)
@@ -255,11 +255,15 @@ def check_model_folder(folder: str | Path, card: str | None = None) -> list[str]
     return upload
 
 
-def render_card(folder: str | Path, repo_id: str, report: str | None = None, report_model: str | None = None) -> str:
-    """The folder's model card re-rendered for `repo_id` from its logs (and an evaluation report file)."""
+def render_card(folder: str | Path, repo_id: str, report: str | None = None, report_model: str | None = None,
+                base_model: str | None = None) -> str:
+    """The folder's model card re-rendered for `repo_id` from its logs (and an evaluation report file);
+    `base_model` (a Hub id) replaces the origin the logs recorded."""
     data = json.loads(Path(report).read_text()) if report else None
-    text = str(render_model_card(folder, repo_id=repo_id, report=data, report_model=report_model,
-                                 **card_inputs(folder)))
+    inputs = card_inputs(folder)
+    if base_model is not None:
+        inputs["base_model"] = base_model
+    text = str(render_model_card(folder, repo_id=repo_id, report=data, report_model=report_model, **inputs))
     return text if text.endswith("\n") else text + "\n"
 
 
@@ -352,6 +356,11 @@ class PushArguments:
     report_model: str | None = field(
         default=None, metadata={"help": "This model's name in --report; default: found from its path"}
     )
+    base_model: str | None = field(
+        default=None,
+        metadata={"help": "Hub id of the model it was extended from, for the card's base_model (implies "
+                          "--write-card); default: the origin its search / midtrain logs recorded"},
+    )
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -361,16 +370,19 @@ class PushArguments:
         validate_repo_id(self.repo_id)
         if self.revision is not None and not self.revision.strip():
             raise ValueError("--revision must be a branch name, got an empty string")
+        if self.base_model is not None and not is_hub_id(self.base_model):
+            raise ValueError(f"--base-model must be a Hub id (namespace/name) that is not a local path, got "
+                             f"{self.base_model!r}: the card's base_model links to the Hub")
 
 
 def run_push(args: PushArguments) -> None:
     """``hf-longrope2 push``: check the folder, then list it (``--dry-run``) or upload it and print the commit."""
     folder = Path(args.model)
     card = None
-    if args.write_card or args.report:
+    if args.write_card or args.report or args.base_model:
         if not (folder / "config.json").is_file():
             raise ValueError(f"{folder / 'config.json'} is missing: --write-card needs a saved model folder")
-        card = render_card(folder, args.repo_id, args.report, args.report_model)
+        card = render_card(folder, args.repo_id, args.report, args.report_model, args.base_model)
     files = check_model_folder(folder, card)
     sizes = {f: len(card.encode()) if card and f == "README.md" else (folder / f).stat().st_size for f in files}
     revision = args.revision or "main"

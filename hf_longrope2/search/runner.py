@@ -31,7 +31,7 @@ from ..factors import METHODS, baseline
 from ..modeling.modeling_longrope2 import architecture_for
 from ..modeling.rope import ROPE_TYPE, RopeGeometry
 from ..plots import plot_factor_curves, plot_search_progress
-from ..publish.cards import write_model_card
+from ..publish.cards import model_origin, write_model_card
 from ..utils.atomic import write_json_atomically
 from ..utils.environment import torch_dtype, versions
 from ..utils.identity import run_identity
@@ -113,6 +113,7 @@ def write_output(args: SearchConfig, search: Search, model, tokenizer, geo: dict
     for name, key in contained.items():
         log["seeds"][name]["candidate_score"] = state["evaluated"][key]["score"]
     log["space"] = args.space
+    log.update(model_origin(args.model))  # the card's base_model: a Hub id, never the path as typed
     log["seeds_in_space"] = sorted(contained)
     better = sorted(name for name, s in state["seeds"].items() if s["score"] < best["score"])
     log["seeds_better_than_best"] = better

@@ -19,6 +19,7 @@ import torch
 from tokenizers import Tokenizer, decoders
 from tokenizers.models import BPE
 from transformers import PreTrainedTokenizerFast
+from transformers.utils import logging as transformers_logging
 
 from .. import factors
 from ..extension import extend
@@ -136,6 +137,8 @@ def load_in_isolation(jobs: list[dict], workdir: Path) -> None:
     jobs_file = Path(workdir) / "jobs.json"
     jobs_file.write_text(json.dumps(jobs))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(Path(workdir) / "modules"), "PYTHONPATH": ""}
+    if not transformers_logging.is_progress_bar_enabled():  # the caller turned transformers' bars off: there too
+        env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     subprocess.run(
         [sys.executable, str(ISOLATED_LOADER), str(jobs_file)], check=True, cwd=workdir, env=env, timeout=600
     )

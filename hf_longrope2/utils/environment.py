@@ -5,6 +5,8 @@
 >>> versions()["transformers"]                   # recorded in every log and report
 >>> torch_dtype("auto", torch.device("cpu"))     # torch.float32 (bfloat16 on a GPU)
 >>> cache_dir()                                  # $HF_LONGROPE2_CACHE or $HF_HOME/hf_longrope2
+>>> with transformers_bars_off():                # our own tqdm bar alone on the terminal
+...     model = AutoModelForCausalLM.from_pretrained(path)
 ```
 """
 
@@ -12,6 +14,8 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -52,6 +56,21 @@ def cache_dir() -> Path:
         return Path(os.environ["HF_LONGROPE2_CACHE"])
     hf_home = os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface"))
     return Path(hf_home) / "hf_longrope2"
+
+@contextmanager
+def transformers_bars_off() -> Iterator[None]:
+    """Turn transformers' own progress bars ("Loading weights", "Writing model shards") off while ours run, so the
+    two do not interleave on one terminal; they are turned back on after (unless they were off already)."""
+    from transformers.utils import logging as transformers_logging  # local: `hf-longrope2 env` skips transformers
+
+    was_on = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            transformers_logging.enable_progress_bar()
+
 
 PACKAGES = ("torch", "transformers", "accelerate", "peft", "trl", "datasets", "huggingface-hub", "flash-attn")
 

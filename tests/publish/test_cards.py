@@ -81,12 +81,14 @@ def test_search_output_has_a_card(search_output):
 
 def test_card_inputs_follow_logs_to_the_hub_base(search_output, tmp_path):
     inputs = cards.card_inputs(search_output)
-    assert inputs["search"]["best"] and inputs["midtrain"] is None and inputs["base_model"].endswith("tiny")
+    assert inputs["search"]["best"] and inputs["midtrain"] is None and inputs["base_model"] is None
+    assert inputs["model_path"].endswith("tiny")  # the local base: recorded, never the metadata's base_model
     # A midtraining run started from a search folder whose own base is a Hub model
     parent = tmp_path / "searched"
     parent.mkdir()
     (parent / "search_log.json").write_text(json.dumps({**inputs["search"], "settings": {
-        **inputs["search"]["settings"], "model": "HuggingFaceTB/SmolLM2-135M", "dataset": "emozilla/pg19"}}))
+        **inputs["search"]["settings"], "model": "HuggingFaceTB/SmolLM2-135M", "dataset": "emozilla/pg19"},
+        "model_path": None, "base_model": "HuggingFaceTB/SmolLM2-135M"}))  # as a search of a Hub model records
     midtrain = {"settings": {"model": {"model_name_or_path": str(parent), "use_peft": True, "lora_r": 8},
                              "training": {"max_steps": 3, "learning_rate": 1e-4, "lr_scheduler_type": "cosine",
                                           "per_device_train_batch_size": 2, "gradient_accumulation_steps": 4,
@@ -102,6 +104,36 @@ def test_card_inputs_follow_logs_to_the_hub_base(search_output, tmp_path):
     text = str(card)
     assert "\n# tiny-mt\n" in text and "3 steps of 16 rows × 512 tokens" in text and "24,576 tokens" in text
     assert "LoRA r=8" in text and "short share 0.100" in text and "Factor search" in text
+
+
+def test_base_model_is_the_recorded_hub_origin_never_a_path_as_typed(tmp_path, tiny_llama, monkeypatch):
+    """A search of ``work/tiny`` (relative) re-rendered from another folder, where ``work/tiny`` looks like a Hub
+    id: the log recorded the absolute path (``model_path``) and no Hub origin, so the card has no base_model;
+    ``push --base-model ID`` gives one explicitly."""
+    from conftest import run_tiny_search
+
+    from hf_longrope2.publish.hub import PushArguments, render_card
+
+    (tmp_path / "run" / "work").mkdir(parents=True)
+    (tmp_path / "run" / "work" / "tiny").symlink_to(tiny_llama, target_is_directory=True)
+    monkeypatch.chdir(tmp_path / "run")
+    out = run_tiny_search(tmp_path / "run", "searched", Path("work/tiny"), monkeypatch)
+    log = json.loads((out / "search_log.json").read_text())
+    assert log["model_path"] == str(tiny_llama.resolve()) and log["base_model"] is None
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # here "work/tiny" is no folder: it reads like a Hub id
+    assert cards.is_hub_id("work/tiny")
+    for text in (str(cards.render_model_card(out, **cards.card_inputs(out))), render_card(out, "me/tiny")):
+        assert ModelCard(text).data.base_model is None
+    given = ModelCard(render_card(out, "me/tiny", base_model="HuggingFaceTB/SmolLM2-135M")).data
+    assert given.base_model == "HuggingFaceTB/SmolLM2-135M"
+    with pytest.raises(ValueError, match="--base-model must be a Hub id"):
+        PushArguments(model=str(out), repo_id="me/tiny", base_model=str(out))
+    # a midtraining of that search folder: the origin it records follows the folder to its (lack of a) Hub id
+    origin = cards.model_origin(out)
+    assert origin == {"model_path": str(out.resolve()), "base_model": None}
+    (out / "search_log.json").write_text(json.dumps({**log, "base_model": "HuggingFaceTB/SmolLM2-135M"}))
+    assert cards.model_origin(out)["base_model"] == "HuggingFaceTB/SmolLM2-135M"
 
 
 def test_base_model_metadata_only_for_hub_ids(extended):
