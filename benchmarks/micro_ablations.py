@@ -44,7 +44,7 @@ from hf_longrope2.utils.atomic import save_atomically, write_json_atomically
 if not __package__:  # run as `python benchmarks/micro_ablations.py`: the repository root first, for `benchmarks`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.harness import RESULTS, envelope, write_results
-from benchmarks.micro_reproduction import MICRO, answer_nll, mean_std, niah_digits, plus_minus
+from benchmarks.micro_reproduction import MICRO, mean_std, niah_digits, plus_minus
 
 PARENTS = ("longrope2", "yarn_midtrain")
 HYBRIDS = ("longrope2_yarn_left", "longrope2_yarn_mscale", "yarn_lr2_mscale")
@@ -98,13 +98,7 @@ def run_seed(seed: int, work: Path, base: Path, window: int, budget: Budget) -> 
     lengths = [window * 2**k for k in range(4)]
     eval_stage(models=folders, out=work / "ablations_report", lengths=lengths,
                budget=dataclasses.replace(budget, ruler_samples=0), seed=1000 + seed, resume=True)
-    report = json.loads((work / "ablations_report" / "report.json").read_text())
-    extra_file = work / "ablations_extra.json"
-    extra = json.loads(extra_file.read_text()) if extra_file.exists() else {}
-    if "answer_nll" not in extra:
-        extra["answer_nll"] = {name: answer_nll(folder, lengths, 2000 + seed) for name, folder in folders.items()}
-        write_json_atomically(extra_file, extra)
-    return report | extra
+    return json.loads((work / "ablations_report" / "report.json").read_text())  # answer NLL included
 
 
 def adjacent(work: Path, window: int, budget: Budget, seed: int) -> dict:
@@ -126,7 +120,7 @@ def aggregate(reports: list[dict]) -> dict:
         lengths = sorted(entries[0]["niah_mean"], key=int)
         methods[name] = {
             "niah": {n: mean_std([e["niah_mean"][n] for e in entries]) for n in lengths},
-            "answer_nll": {n: mean_std([r["answer_nll"][name][n] for r in reports]) for n in lengths},
+            "answer_nll": {n: mean_std([next(iter(e["answer_nll"].values()))[n] for e in entries]) for n in lengths},
             "retention_pct": mean_std([e["short"]["retention_pct"] for e in entries]),
         }
     return methods

@@ -123,12 +123,14 @@ def evaluate_models(
 def run_inputs(args: EvalConfig) -> dict:
     """The identity of an evaluation's inputs (what a ``--resume`` must find unchanged): every model folder and
     dataset file by content, every other setting by value (see [`run_identity`])."""
-    paths = ("model", "dataset", "ppl_dataset", "lm_eval_include_path", "output_dir", "overwrite", "resume")
+    paths = ("model", "dataset", "ppl_dataset", "retention_datasets", "lm_eval_include_path", "output_dir",
+             "overwrite", "resume")
     settings = {k: v for k, v in asdict(args).items() if k not in paths}
     settings["names"] = args.names
     models = {"--model" if len(args.model) == 1 else f"--model[{i}]": m for i, m in enumerate(args.model)}
     data = {"--dataset": args.dataset, "--ppl-dataset": args.ppl_dataset,
-            "--lm-eval-include-path": args.lm_eval_include_path}
+            "--lm-eval-include-path": args.lm_eval_include_path,
+            **{f"--retention-datasets[{i}]": d for i, d in enumerate(args.retention_datasets)}}
     return run_identity(models, data, settings)
 
 
