@@ -184,6 +184,8 @@ def test_lm_eval_problems_fail_before_any_cell(models, tmp_path, monkeypatch, ca
         (["--name", "a"], "--name needs one name per --model"),
         (["--lengths", "300"], "leaves no room for a haystack"),
         (["--dtype", "fp8"], "--dtype must be one of"),
+        (["--niah-templates", "magic", "riddle"], r"--niah-templates must be distinct names from \['echo', 'magic'\], got \['magic', 'riddle'\]"),
+        (["--retention-datasets", "builtin:pydoc:test"], "unknown built-in source 'builtin:pydoc:test'"),
     ],
 )
 def test_bad_arguments_fail_before_any_model_runs(models, tmp_path, capsys, extra, message):
