@@ -223,7 +223,7 @@ def run(config: MidtrainConfig) -> Path:
             "num_processes": trainer.accelerator.num_processes,
             "distributed_type": distributed_type,
             "fsdp": trainer.is_fsdp_enabled,
-            "checkpoints": str(work),
+            "checkpoints": str(work) if any(work.glob("checkpoint-*")) else None,  # None: removed, nothing to resume
             **model_origin(model_config.model_name_or_path),  # the card's base_model: a Hub id, never a path
             "packing": report.to_dict(),
             "train": result.metrics,
@@ -233,7 +233,10 @@ def run(config: MidtrainConfig) -> Path:
         write_json_atomically(staging / "midtrain_log.json", log)
         write_model_card(staging, base_model=model_config.model_name_or_path, midtrain=log)
         folder.publish_staged(overwrite=script.overwrite)
-        print(f"midtrained {model_config.model_name_or_path} -> {out}: {report.summary()} (checkpoints: {work})")
+        if log["checkpoints"] is None:  # nothing to resume from: no folder left behind beside the model
+            shutil.rmtree(work, ignore_errors=True)
+        kept = f" (checkpoints: {work})" if log["checkpoints"] else ""
+        print(f"midtrained {model_config.model_name_or_path} -> {out}: {report.summary()}{kept}")
     trainer.accelerator.wait_for_everyone()
     if push_to_hub and trainer.is_world_process_zero():
         # our push, not the Trainer's: it checks the folder and keeps our model card (the Trainer writes its own)

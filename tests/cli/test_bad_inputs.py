@@ -592,3 +592,11 @@ def test_sigterm_takes_the_ctrl_c_path(models, tmp_path):
     assert err.strip().splitlines()[-1] == (f"hf-longrope2 search: interrupted; its state in {state} is kept; continue "
                                             f"with: hf-longrope2 {' '.join(argv)} --resume")
     assert (state / "state.json").is_file() and not (tmp_path / "out").exists()
+
+
+def test_a_midtrain_that_saved_no_checkpoint_leaves_no_checkpoints_folder(tmp_path, capsys):
+    """Nothing to resume from: the model folder is the only thing a run with save_strategy 'no' leaves."""
+    assert cli.main(_tiny_midtrain(tmp_path)) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    log = json.loads((tmp_path / "out" / "midtrain_log.json").read_text())
+    assert log["checkpoints"] is None and "checkpoints:" not in capsys.readouterr().out
