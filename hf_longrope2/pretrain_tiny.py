@@ -38,17 +38,16 @@ from .tiny.pretraining import (
     train_tokenizer,
     weighted_lm_loss,
 )
-from .utils.arguments import flag_name, require_fields
+from .utils.arguments import OutputArguments, flag_name, require_fields
 from .utils.atomic import atomic_path, write_json_atomically
 from .utils.environment import versions
 from .utils.run_folder import RunFolder
 
 
 @dataclass
-class PretrainConfig(TinyModelSettings):
+class PretrainConfig(OutputArguments, TinyModelSettings):
     """The tiny base and how it is pretrained (every field a flag of ``recipes/pretrain_tiny.py``)."""
 
-    output_dir: str = field(default="", metadata={"help": "Folder for the model (required; must be new)"})
     corpus: list[str] = field(
         default_factory=lambda: ["builtin:stdlib", "builtin:pydoc"], metadata={"help": "Text sources (corpus specs)"}
     )
@@ -69,7 +68,6 @@ class PretrainConfig(TinyModelSettings):
         default_factory=lambda: [0.75, 1.0, 4.0, 8.0], metadata={"help": "Quality-gate lengths as multiples of the window"}
     )
     resume: bool = field(default=False, metadata={"help": "Continue from OUTPUT_DIR.pretrain-state"})
-    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
 
     def __post_init__(self) -> None:
         require_fields(self, "output_dir")

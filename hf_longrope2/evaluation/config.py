@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.needles import TEMPLATES
-from ..utils.arguments import check_choices, flag_name, require_fields
+from ..utils.arguments import OutputArguments, TextSourceArguments, check_choices, flag_name, require_fields
 from ..utils.environment import DTYPES
 from ..utils.run_folder import RunFolder
 from .ruler import RULER_TASKS
@@ -26,7 +26,7 @@ def _all_ruler_tasks() -> list[str]:
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(TextSourceArguments, OutputArguments):
     """What to measure on which models; checked once, here (see [`~hf_longrope2.evaluation.run`])."""
 
     model: list[str] = field(
@@ -34,6 +34,7 @@ class EvalConfig:
         metadata={"help": "Model folders or Hub ids, base model first (--model A --model B or --model A B)"},
     )
     name: list[str] = field(default_factory=list, metadata={"help": "Display names, one per --model (default: folder names)"})
+    # OutputArguments' field, redeclared for a help that says what the folder holds
     output_dir: str = field(default="", metadata={"help": "Folder for report.json, report.md and PNGs (required; new)"})
     lengths: list[int] = field(
         default_factory=list, metadata={"help": "NIAH lengths in tokens; default: 1, 2, 4, 8 x the first model's window"}
@@ -82,9 +83,6 @@ class EvalConfig:
         default_factory=list,
         metadata={"help": "More sources for short-window retention, each its own column (e.g. builtin:stdlib:heldout)"},
     )
-    dataset_split: str = field(default="validation", metadata={"help": "Split of a Hub dataset"})
-    dataset_config: str | None = field(default=None, metadata={"help": "Config name of a Hub dataset"})
-    text_column: str = field(default="text", metadata={"help": "Column holding the text (Hub, jsonl, json, parquet)"})
     max_documents: int = field(default=1000, metadata={"help": "Read at most this many documents"})
     dtype: str = field(default="auto", metadata={"help": "auto = bfloat16 on GPU, float32 on CPU", "choices": DTYPES})
     attn_implementation: str | None = field(
@@ -93,7 +91,6 @@ class EvalConfig:
     device: str = field(default="auto", metadata={"help": "cuda, cpu, cuda:1, ...; auto = cuda when available"})
     batch_size: int = field(default=1, metadata={"help": "Rows per forward pass (NIAH rows of one length batch)"})
     seed: int = field(default=0, metadata={"help": "Seed of the samples"})
-    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
     resume: bool = field(default=False, metadata={"help": "Continue from OUTPUT_DIR.eval-state"})
 
     def __post_init__(self) -> None:

@@ -13,7 +13,7 @@ from .. import factors
 from ..factors import METHODS
 from ..modeling.modeling_longrope2 import architecture_for
 from ..modeling.rope import LongRoPE2Parameters, RopeGeometry
-from ..utils.arguments import check_choices, check_token_count, require_fields
+from ..utils.arguments import ModelArguments, OutputArguments, check_choices, check_token_count, require_fields
 from ..utils.atomic import check_output_dir, save_atomically
 from ..utils.environment import DTYPES, torch_dtype
 from ..utils.loading import load_causal_lm, model_source
@@ -79,11 +79,7 @@ def extend_pretrained(model: str, output_dir: str | Path, target_length: int, *,
 
 
 @dataclass
-class ExtendArguments:
-    model: str = field(default="", metadata={"help": "Model folder or Hub id of a supported causal LM (required)"})
-    output_dir: str = field(
-        default="", metadata={"help": "Folder to write the extended model to (required, must not exist or be empty)"}
-    )
+class ExtendArguments(OutputArguments, ModelArguments):
     target_length: int = field(
         default=0, metadata={"help": "Target context length (max_position_embeddings) in tokens (required)"}
     )
@@ -101,7 +97,6 @@ class ExtendArguments:
         default=None, metadata={"help": "Pre-training window; default: the model's current window"}
     )
     dtype: str = field(default="auto", metadata={"help": "Weights dtype", "choices": DTYPES})
-    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
 
     def __post_init__(self) -> None:
         require_fields(self, "model", "output_dir")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..modeling.modeling_longrope2 import architecture_for
 from ..modeling.rope import ROPE_TYPE, LongRoPE2Parameters, rope_parameters
+from ..utils.arguments import OutputArguments
 from ..utils.atomic import check_output_dir, save_atomically
 from ..utils.loading import check_model_folder_loadable
 from .saving import copy_or_link
@@ -127,12 +128,12 @@ def export_for_serving(src_dir: str | os.PathLike, dst_dir: str | os.PathLike, o
 
 
 @dataclass
-class ExportServingArguments:
+class ExportServingArguments(OutputArguments):
     model: str = field(default="", metadata={"help": "A saved longrope2 model folder (required)"})
+    # OutputArguments' field, redeclared for a help that says what the folder holds
     output_dir: str = field(
         default="", metadata={"help": "Destination folder in the built-in 'longrope' format (required)"}
     )
-    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
     link: bool = field(default=False, metadata={"help": "Hard-link the weights instead of copying them (shared with "
                                                         "--model: editing one edits the other)"})
 

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from ..utils.arguments import check_choices, check_token_count, flag_name, require_fields
+from ..utils.arguments import (
+    ModelArguments,
+    OutputArguments,
+    TextSourceArguments,
+    check_choices,
+    check_token_count,
+    flag_name,
+    require_fields,
+)
 from ..utils.environment import DTYPES
 from ..utils.run_folder import RunFolder
 from .space import SPACES
@@ -20,12 +28,10 @@ RACING = ("paired", "exact", "off")  # how candidates are dropped before their l
 
 
 @dataclass
-class SearchConfig:
+class SearchConfig(TextSourceArguments, OutputArguments, ModelArguments):
     """What a search runs on and how hard it looks; checked once, here (see [`~hf_longrope2.search.run`])."""
 
-    model: str = field(default="", metadata={"help": "Hub id or local folder of a supported causal LM (required)"})
     target_length: int = field(default=0, metadata={"help": "Target context length in tokens (required)"})
-    output_dir: str = field(default="", metadata={"help": "Folder for the extended model (required; must be new)"})
     dataset: str = field(
         default="emozilla/pg19",
         metadata={
@@ -33,9 +39,6 @@ class SearchConfig:
             "builtin:pydoc / builtin:stdlib (offline). Default: PG19 (the paper's choice)"
         },
     )
-    dataset_split: str = field(default="validation", metadata={"help": "Split of a Hub dataset"})
-    dataset_config: str | None = field(default=None, metadata={"help": "Config name of a Hub dataset"})
-    text_column: str = field(default="text", metadata={"help": "Column holding the text (Hub, jsonl, json, parquet)"})
     num_samples: int = field(default=10, metadata={"help": "Needle samples, one haystack document each (paper: 10)"})
     population: int = field(default=64, metadata={"help": "Population size P (paper: 64)"})
     iterations: int = field(default=40, metadata={"help": "Evolution iterations after the initial population"})
@@ -91,7 +94,6 @@ class SearchConfig:
         default=0.95, metadata={"help": "Confidence of the paired racing test (one-sided), in [0.5, 1)"}
     )
     resume: bool = field(default=False, metadata={"help": "Continue from the state in OUTPUT_DIR.search-state"})
-    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
 
     def __post_init__(self) -> None:
         require_fields(self, "model", "output_dir")

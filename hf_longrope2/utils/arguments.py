@@ -14,6 +14,10 @@ values are declared once, as ``metadata={"choices": ...}``: argparse checks flag
 value the field's type cannot take is reported with the file and key; a malformed YAML file with its line.
 Parser errors raise [`ArgumentError`] (a `ValueError`) instead of exiting, so the command line prints them
 as one line.
+
+Fields several verbs share are defined once, in small dataclasses the verbs' configs inherit ([`ModelArguments`],
+[`OutputArguments`], [`TextSourceArguments`]): same flag, YAML key and keyword everywhere; each verb's
+``__post_init__`` still says which of them it requires.
 """
 
 from __future__ import annotations
@@ -22,13 +26,40 @@ import argparse
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import yaml
 from transformers import HfArgumentParser
 
 from .loading import check_regular_file
+
+
+@dataclass
+class ModelArguments:
+    """The model a verb reads: a Hub id or a local folder (``search``, ``extend``)."""
+
+    model: str = field(default="", metadata={"help": "Hub id or local folder of a supported causal LM (required)"})
+
+
+@dataclass
+class OutputArguments:
+    """The folder a verb writes and whether an existing one may be replaced (``search``, ``extend``, ``eval``,
+    ``export-serving``, ``recipes/pretrain_tiny.py``; a verb whose folder holds something particular redeclares
+    ``output_dir`` with its own help)."""
+
+    output_dir: str = field(default="", metadata={"help": "Folder to write (required; must not exist or be empty)"})
+    overwrite: bool = field(default=False, metadata={"help": "Replace a non-empty --output-dir"})
+
+
+@dataclass
+class TextSourceArguments:
+    """Where in a text source the documents are (``search``, ``eval``); the source itself, ``dataset``, is the
+    verb's own field (its default and help differ)."""
+
+    dataset_split: str = field(default="validation", metadata={"help": "Split of a Hub dataset"})
+    dataset_config: str | None = field(default=None, metadata={"help": "Config name of a Hub dataset"})
+    text_column: str = field(default="text", metadata={"help": "Column holding the text (Hub, jsonl, json, parquet)"})
 
 
 class ArgumentError(ValueError):

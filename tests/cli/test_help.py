@@ -136,3 +136,24 @@ def test_epilog_names_the_repository_url_only_when_the_package_has_one(monkeypat
     monkeypatch.setattr(importlib.metadata, "metadata",
                         lambda name: Meta(["Paper, https://arxiv.org/x", "Repository, https://example.org/r/"]))
     assert "https://example.org/r/blob/main/docs/search.md" in cli.epilog("search")
+
+
+def test_shared_argument_groups_give_every_verb_the_same_flag_and_help():
+    """Issue 25, item 1: a field several verbs share is defined once; each verb's parser shows that one help."""
+    from dataclasses import fields
+
+    from hf_longrope2.utils.arguments import ModelArguments, OutputArguments, TextSourceArguments
+
+    verbs = {"search": (ModelArguments, OutputArguments, TextSourceArguments),
+             "extend": (ModelArguments, OutputArguments), "eval": (OutputArguments, TextSourceArguments),
+             "export-serving": (OutputArguments,), "pretrain-tiny": (OutputArguments,)}
+    for verb, groups in verbs.items():
+        parser = cli.make_parser(verb)
+        helps = {a.dest: a.help for a in parser._actions if a.option_strings and not a.option_strings[0].startswith("--no_")}
+        own = {"eval": {"output_dir"}, "export-serving": {"output_dir"}}.get(verb, set())  # their folder's own help
+        for group in groups:
+            assert issubclass(cli.VERBS[verb].load_config_cls(), group)
+            for f in fields(group):
+                assert f.name in helps, (verb, f.name)
+                if f.name not in own:
+                    assert helps[f.name] == f.metadata["help"], (verb, f.name)
