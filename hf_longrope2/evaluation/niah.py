@@ -30,7 +30,7 @@ import torch
 from transformers import GenerationConfig
 
 from ..data.needles import ANSWER, KEYS, build_needle_sample, niah_template
-from ..losses import IGNORE_INDEX
+from ..losses import IGNORE_INDEX, labelled_nll
 
 
 @dataclass
@@ -46,7 +46,6 @@ class NiahCell:
     prompts: torch.Tensor  # [needles, length - answer tokens]
     answers: list[str]
     max_new_tokens: int
-    template: str = "magic"
     scored: list[tuple[list[int], list[int]]] = field(default_factory=list)  # (input_ids, labels) per sample
 
 
@@ -118,7 +117,7 @@ def niah_grid(
                 prompts.append(ids[: target - answer_len])
                 scored.append((ids, labels))
             grid[(length, depth)] = NiahCell(
-                length, depth, torch.tensor(prompts), [d[1] for d in draws], longest_answer + 2, template, scored
+                length, depth, torch.tensor(prompts), [d[1] for d in draws], longest_answer + 2, scored
             )
     return grid
 
@@ -195,13 +194,11 @@ def score_niah(
     return accuracy
 
 
-@torch.no_grad()
 def answer_nll(model, cells: Iterable[NiahCell], batch_size: int = 1) -> float:
     """Mean NLL per answer digit token of `cells`' whole samples, teacher-forced (lower: closer to the answer).
 
-    Every sample of a cell is its prompt (one width per cell) and its answer, so right-padding to the longest
-    answer keeps each prompt's positions in place, and only the last ``longest answer + 1`` positions go through
-    the output head (never [sequence x vocabulary]).
+    Rows are right-padded with unscored tokens (a causal model's earlier positions are unchanged) and scored by
+    [`~hf_longrope2.losses.labelled_nll`], which puts only the answer's positions through the output head.
     """
     device = next(model.parameters()).device
     total, count = 0.0, 0
@@ -209,14 +206,11 @@ def answer_nll(model, cells: Iterable[NiahCell], batch_size: int = 1) -> float:
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         width = max(len(ids) for ids, _ in chunk)
-        first = min(next(i for i, label in enumerate(labels) if label != IGNORE_INDEX) for _, labels in chunk)
-        keep = width - first + 1  # the logits at first - 1 .. width - 1 predict every labelled token
-        ids = torch.tensor([ids + [0] * (width - len(ids)) for ids, _ in chunk], device=device)
-        labels = torch.tensor([labels + [IGNORE_INDEX] * (width - len(labels)) for _, labels in chunk], device=device)
-        logits = model(input_ids=ids, logits_to_keep=keep).logits.float()  # [b, keep, vocab]
-        targets = labels[:, width - keep + 1 :]
-        losses = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), targets, reduction="none",
-                                                   ignore_index=IGNORE_INDEX)
-        total += float(losses.sum())
-        count += int((targets != IGNORE_INDEX).sum())
+        ids = torch.tensor([ids + [0] * (width - len(ids)) for ids, _ in chunk])
+        labels = torch.tensor([labels + [IGNORE_INDEX] * (width - len(labels)) for _, labels in chunk])
+        with torch.no_grad():
+            means = labelled_nll(model, ids.to(device), labels.to(device)).double().cpu()
+        counts = (labels[:, 1:] != IGNORE_INDEX).sum(1)
+        total += float((means * counts).sum())  # per-row means back to a mean over every digit token
+        count += int(counts.sum())
     return total / max(count, 1)

@@ -99,9 +99,8 @@ class EvalPlan:
         documents = tokenize_documents(tokenizer, texts)
         separator = tokenizer("\n\n", add_special_tokens=False)["input_ids"]
         stream = haystack_stream(documents, separator, max(lengths), seed=args.seed)
-        templates = list(getattr(args, "niah_templates", ["magic"]))
         niah = {t: niah_grid(tokenizer, stream, lengths, args.depths, args.needles_per_cell, seed=args.seed, template=t)
-                for t in templates}
+                for t in args.niah_templates}
         ppl_documents = documents if ppl_texts is None else tokenize_documents(tokenizer, ppl_texts)
         ppl = {
             length: long_documents(ppl_documents, length, args.ppl_documents, seed=args.seed)
@@ -124,7 +123,7 @@ class EvalPlan:
                     reserve = needed
                 ruler[(task, length)] = samples
         return cls(original_window, lengths, niah, ppl, short, ruler, list(args.lm_eval_tasks),
-                   bool(getattr(args, "niah_nll", False)), retention)
+                   args.niah_nll, retention)
 
     def run(
         self, model, tokenizer, finished: dict, record: Callable[[str, object], None], args

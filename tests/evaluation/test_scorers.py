@@ -40,7 +40,7 @@ def _zero_head_model(seed: int = 0):
 def _args(**overrides):
     base = dict(lengths=[], depths=[0.0, 0.25, 0.75, 1.0], needles_per_cell=3, ppl_lengths=[], ppl_documents=2,
                 short_windows=3, ruler_tasks=[], ruler_lengths=[], ruler_samples=1, lm_eval_tasks=[], seed=0,
-                batch_size=5)
+                batch_size=5, niah_templates=["magic"], niah_nll=False)
     return SimpleNamespace(**{**base, **overrides})
 
 
