@@ -169,15 +169,12 @@ def vllm_env() -> dict:
 
 
 def run_vllm(python: Path, model: Path, max_model_len: int, requests: list[dict], work: Path, tag: str) -> dict:
-    job, result = work / f"vllm-{tag}-job.json", work / f"vllm-{tag}-result.json"
-    job.write_text(json.dumps({"model": str(model), "max_model_len": max_model_len, "requests": requests}))
-    started = time.perf_counter()
-    proc = subprocess.run([str(python), str(HERE / "serving_vllm_worker.py"), str(job), str(result)],
-                          env=vllm_env(), capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"vLLM worker failed ({tag}):\n{proc.stderr[-4000:]}")
-    data = json.loads(result.read_text())
-    data["wall_s"] = time.perf_counter() - started
+    """`requests` one at a time (``max_num_seqs`` 1) on vLLM's own engine; per request its wall time and decoding
+    rate."""
+    data = run_vllm_batches(python, model, max_model_len, {"max_num_seqs": 1}, [[r] for r in requests], work, tag)
+    for result, batch in zip(data["results"], data["batches"], strict=True):
+        result["seconds"] = batch["seconds"]
+        result["tokens_per_s"] = len(result["token_ids"]) / batch["seconds"] if batch["seconds"] > 0 else None
     return data
 
 
@@ -350,7 +347,7 @@ def install_plugin(python: Path) -> None:
 
 def run_vllm_batches(python: Path, model: Path, max_model_len: int, engine: dict, batches: list[list[dict]],
                      work: Path, tag: str) -> dict:
-    """`serving_vllm_batch_worker.py` on `batches` (each submitted at once); the plugin's counters under
+    """`serving_vllm_worker.py` on `batches` (each submitted at once); the plugin's counters under
     ``stats``."""
     job, result, stats = work / f"vllm-{tag}-job.json", work / f"vllm-{tag}-result.json", work / f"vllm-{tag}-stats"
     for old in work.glob(f"vllm-{tag}-stats.*"):
@@ -359,7 +356,7 @@ def run_vllm_batches(python: Path, model: Path, max_model_len: int, engine: dict
                                "batches": batches}))
     env = {**vllm_env(), "HF_LONGROPE2_VLLM_STATS": str(stats)}
     started = time.perf_counter()
-    proc = subprocess.run([str(python), str(HERE / "serving_vllm_batch_worker.py"), str(job), str(result)], env=env,
+    proc = subprocess.run([str(python), str(HERE / "serving_vllm_worker.py"), str(job), str(result)], env=env,
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"vLLM worker failed ({tag}):\n{(proc.stdout + proc.stderr)[-4000:]}")
