@@ -331,7 +331,8 @@ def exact_engine(max_model_len: int, max_num_seqs: int = 8) -> dict:
 def exact_cli_args(max_model_len: int) -> list[str]:
     """The same as `vllm serve` flags (what docs/serving.md tells users to type)."""
     return ["--hf-overrides", json.dumps({"architectures": [EXACT_ARCHITECTURE]}), "--scheduler-cls", EXACT_SCHEDULER,
-            "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max_model_len), "--enable-prefix-caching"]
+            "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max_model_len), "--enable-prefix-caching",
+            "--enforce-eager"]
 
 
 def install_plugin(python: Path) -> None:

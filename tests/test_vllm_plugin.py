@@ -10,7 +10,13 @@ import pytest
 import torch
 
 from hf_longrope2 import cli
-from hf_longrope2.extension.vllm_plugin import PerRequestLongRoPE, long_token_flags, serving_window
+from hf_longrope2.extension.vllm_plugin import (
+    SCHEDULER,
+    PerRequestLongRoPE,
+    check_engine,
+    long_token_flags,
+    serving_window,
+)
 from hf_longrope2.tiny.base import tiny_base_path
 
 
@@ -57,3 +63,19 @@ def test_long_token_flags_follow_each_request_length():
 def test_serving_window_refuses_other_configs():
     with pytest.raises(ValueError, match="rope_type 'yarn'"):
         serving_window(SimpleNamespace(rope_parameters={"rope_type": "yarn", "factor": 8.0}))
+
+
+def _engine(scheduler_cls=SCHEDULER, chunked=False, eager=True):
+    return SimpleNamespace(scheduler_config=SimpleNamespace(scheduler_cls=scheduler_cls, enable_chunked_prefill=chunked),
+                           model_config=SimpleNamespace(enforce_eager=eager))
+
+
+@pytest.mark.parametrize(("engine", "message"), [
+    (_engine(scheduler_cls=None), "needs --scheduler-cls hf_longrope2.extension.vllm_plugin.LongRoPE2Scheduler"),
+    (_engine(chunked=True), "needs --no-enable-chunked-prefill"),
+    (_engine(eager=False), "needs --enforce-eager"),
+])
+def test_engine_settings_that_would_be_inexact_are_refused(engine, message):
+    with pytest.raises(ValueError, match=message):
+        check_engine(engine)
+    check_engine(_engine())  # the documented settings pass

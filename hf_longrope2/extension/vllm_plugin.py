@@ -18,10 +18,12 @@ loaded by vLLM through the ``vllm.general_plugins`` entry point of this package,
 Serve an `export-serving` folder with::
 
     vllm serve FOLDER --hf-overrides '{"architectures": ["LongRoPE2LlamaForCausalLM"]}' \\
-        --scheduler-cls hf_longrope2.extension.vllm_plugin.LongRoPE2Scheduler --no-enable-chunked-prefill
+        --scheduler-cls hf_longrope2.extension.vllm_plugin.LongRoPE2Scheduler --no-enable-chunked-prefill \\
+        --max-num-batched-tokens MAX_MODEL_LEN --enforce-eager
 
-Chunked prefill must be off: a chunk of a long prompt that ends inside the window could not tell from the
-batch that its request is long. The model refuses to load with a one-line error otherwise. Set
+Chunked prefill must be off (a chunk of a long prompt that ends inside the window could not tell from the batch
+that its request is long) and the model eager (the choice reads the batch's lengths on the host); the model
+refuses to load with a one-line error otherwise. Set
 ``HF_LONGROPE2_VLLM_STATS=path.json`` to have the worker and the scheduler count mixed batches, tokens per
 table and crossings into ``path.json.worker`` / ``path.json.scheduler`` (used by the tests and the benchmark).
 """
@@ -157,13 +159,16 @@ class PerRequestLongRoPE(nn.Module):
         return rotate(query), (None if key is None else rotate(key))
 
 
-def _check_engine(vllm_config) -> None:
+def check_engine(vllm_config) -> None:
     scheduler = vllm_config.scheduler_config
     cls = scheduler.scheduler_cls
     name = cls if isinstance(cls, str) else f"{getattr(cls, '__module__', '')}.{getattr(cls, '__name__', '')}"
     if name != SCHEDULER:
         raise ValueError(f"{ARCHITECTURE} needs --scheduler-cls {SCHEDULER} (it recomputes a request at the window "
                          f"crossing); got {scheduler.scheduler_cls!r}")
+    if not vllm_config.model_config.enforce_eager:
+        raise ValueError(f"{ARCHITECTURE} needs --enforce-eager (the per-request choice reads the batch's lengths on "
+                         "the host, which compiled graphs would freeze)")
     if scheduler.enable_chunked_prefill:
         raise ValueError(f"{ARCHITECTURE} needs --no-enable-chunked-prefill (a chunk of a long prompt cannot tell "
                          "that its request is long)")
@@ -177,7 +182,7 @@ def _model_class():
 
         def __init__(self, *, vllm_config, prefix: str = "") -> None:
             super().__init__(vllm_config=vllm_config, prefix=prefix)
-            _check_engine(vllm_config)
+            check_engine(vllm_config)
             config = vllm_config.model_config.hf_config
             window, params = serving_window(config)
             attention = self.model.layers[0].self_attn
