@@ -147,3 +147,25 @@ def test_exact_prefix_cache_is_keyed_by_rotary_table(exact):
 def test_exact_vllm_serve_over_http(exact):
     assert set(exact["http"]) == {"short", "long", "crossing"}
     assert exact["checks"]["http_server_equals_transformers"], exact["http"]
+
+
+def test_exact_serves_the_saved_longrope2_folder(models, tmp_path):
+    """The saved folder's architecture is the plugin's: with --trust-remote-code vLLM serves it without an export."""
+    from transformers import AutoTokenizer
+
+    python = serving.ensure_vllm_venv(vllm_venv())
+    serving.install_plugin(python)
+    tok = AutoTokenizer.from_pretrained(models["longrope2"])
+    text = serving.prompts(tok, [1000, 250, 200])
+    requests = [serving._request("short", text[200], 8), serving._request("crossing", text[250], 16),
+                serving._request("long", text[1000], 8)]
+    engine = {**serving.exact_engine(2048), "trust_remote_code": True}
+    del engine["hf_overrides"]
+    run = serving.run_vllm_batches(python, models["longrope2"], 2048, engine, [requests], tmp_path, "saved")
+    base, longrope2 = serving.load(models["base"]), serving.load(models["longrope2"])
+    for result, request in zip(run["results"], requests, strict=True):
+        reference = serving.hf_greedy(base if request["name"] == "short" else longrope2, request["prompt_ids"],
+                                      request["max_tokens"])
+        compared = serving.compare(result, reference)
+        assert compared["greedy_match"] and compared["max_logprob_diff"] < 1e-4, (request["name"], compared)
+    assert run["stats"]["scheduler"]["crossings"] == 1 and run["stats"]["worker"]["mixed_forwards"] > 0

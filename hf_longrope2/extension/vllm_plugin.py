@@ -52,11 +52,18 @@ def register() -> None:
 
 
 def serving_window(hf_config) -> tuple[int, dict]:
-    """(original window, rope parameters) of an `export-serving` config as vLLM loaded it; raises on anything else."""
-    params = getattr(hf_config, "rope_parameters", None) or getattr(hf_config, "rope_scaling", None) or {}
+    """(original window, rope parameters in the ``longrope`` spelling) of a saved longrope2 folder's config or of an
+    `export-serving` one, as vLLM loaded it; raises on anything else."""
+    params = dict(getattr(hf_config, "rope_parameters", None) or getattr(hf_config, "rope_scaling", None) or {})
+    if params.get("rope_type") == "longrope2":  # the saved folder: original RoPE inside, short_mscale 1 by default
+        rotary_pairs = len(params.get("long_factor") or [])
+        params = {**params, "rope_type": "longrope", "short_factor": [1.0] * rotary_pairs,
+                  "short_mscale": params.get("short_mscale") or 1.0}
+        params["attention_factor"] = params.get("long_mscale", 1.0)
     if params.get("rope_type") != "longrope" or "long_factor" not in params:
-        raise ValueError(f"{ARCHITECTURE} serves an `hf-longrope2 export-serving` folder (rope_type 'longrope' with "
-                         f"long_factor); this config has rope_type {params.get('rope_type')!r}")
+        raise ValueError(f"{ARCHITECTURE} serves a saved longrope2 folder or its `hf-longrope2 export-serving` "
+                         f"export (rope_type 'longrope' with long_factor); this config has rope_type "
+                         f"{params.get('rope_type')!r}")
     window = params.get("original_max_position_embeddings") or getattr(hf_config, "original_max_position_embeddings",
                                                                        None)
     if not window:
@@ -181,10 +188,11 @@ def _model_class():
         """vLLM's Llama with `PerRequestLongRoPE` in every attention layer."""
 
         def __init__(self, *, vllm_config, prefix: str = "") -> None:
-            super().__init__(vllm_config=vllm_config, prefix=prefix)
             check_engine(vllm_config)
             config = vllm_config.model_config.hf_config
             window, params = serving_window(config)
+            config.rope_parameters = params  # vLLM's own layers are built with the longrope spelling, then replaced
+            super().__init__(vllm_config=vllm_config, prefix=prefix)
             attention = self.model.layers[0].self_attn
             head_size = attention.head_dim
             rotary_dim = int(head_size * params.get("partial_rotary_factor", 1.0))
