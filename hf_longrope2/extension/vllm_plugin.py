@@ -45,7 +45,7 @@ _STATS_ENV = "HF_LONGROPE2_VLLM_STATS"
 
 def register() -> None:
     """The ``vllm.general_plugins`` entry point: registers the architecture (lazily, by name)."""
-    from vllm import ModelRegistry
+    from vllm import ModelRegistry  # optional: only inside vLLM's environment
 
     if ARCHITECTURE not in ModelRegistry.get_supported_archs():
         ModelRegistry.register_model(ARCHITECTURE, f"{__name__}:LongRoPE2LlamaForCausalLM")
@@ -127,7 +127,7 @@ class PerRequestLongRoPE(nn.Module):
     def long_tokens(self, num_tokens: int) -> torch.Tensor | None:
         """Per-token flag: the token's request is longer than the window after this step (None: no batch info,
         e.g. vLLM's warm-up run)."""
-        from vllm.forward_context import get_forward_context, is_forward_context_available
+        from vllm.forward_context import get_forward_context, is_forward_context_available  # optional: vLLM only
 
         if not is_forward_context_available():
             return None
@@ -182,7 +182,7 @@ def check_engine(vllm_config) -> None:
 
 
 def _model_class():
-    from vllm.model_executor.models.llama import LlamaForCausalLM
+    from vllm.model_executor.models.llama import LlamaForCausalLM  # optional: vLLM only
 
     class LongRoPE2LlamaForCausalLM(LlamaForCausalLM):
         """vLLM's Llama with `PerRequestLongRoPE` in every attention layer."""
@@ -223,7 +223,7 @@ def __getattr__(name: str):  # the model class subclasses vLLM's Llama: built on
 
 
 def _scheduler_class():
-    from vllm.v1.core.sched.scheduler import Scheduler
+    from vllm.v1.core.sched.scheduler import Scheduler  # optional: vLLM only
 
     class LongRoPE2Scheduler(Scheduler):
         """vLLM's scheduler, with a recompute at a request's window crossing and a cache salt per rotary table."""
