@@ -32,6 +32,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -316,21 +317,26 @@ def long_factors_check(result: dict, text: list[int], models: dict[str, Path]) -
 
 # --------------------------------------------------------------------------------- exact serving (plugin)
 
-EXACT_ARCHITECTURE = "LongRoPE2LlamaForCausalLM"
-EXACT_SCHEDULER = "hf_longrope2.extension.vllm_plugin.LongRoPE2Scheduler"
 MIXED_SHORT, MIXED_LONG, MIXED_NEW_TOKENS = 32, 8, 32  # the mixed workload: 80% short, 20% long requests
+ALONE_REPEATS = 5  # the crossing and inside requests alone, each this many times (medians)
+MIXED_REPEATS = 3  # timed mixed batches after one warm-up (median throughput)
 
 
-def exact_engine(max_model_len: int, max_num_seqs: int = 8) -> dict:
-    """`vllm.LLM` keyword arguments that serve an export exactly (the plugin's architecture and scheduler)."""
-    return {"hf_overrides": {"architectures": [EXACT_ARCHITECTURE]}, "scheduler_cls": EXACT_SCHEDULER,
-            "enable_chunked_prefill": False, "max_num_batched_tokens": max_model_len, "max_num_seqs": max_num_seqs,
-            "enable_prefix_caching": True}
+def exact_engine(max_model_len: int, max_num_seqs: int = 8, export: bool = True) -> dict:
+    """The plugin's `engine_kwargs` for the worker (which sets the length and eager mode itself), with the
+    benchmark's batch size and prefix caching on."""
+    from hf_longrope2.extension.vllm_plugin import engine_kwargs
+
+    kwargs = {k: v for k, v in engine_kwargs(max_model_len, export).items() if k not in ("max_model_len",
+                                                                                        "enforce_eager")}
+    return {**kwargs, "max_num_seqs": max_num_seqs, "enable_prefix_caching": True}
 
 
 def exact_cli_args(max_model_len: int) -> list[str]:
     """The same as `vllm serve` flags (what docs/serving.md tells users to type)."""
-    return ["--hf-overrides", json.dumps({"architectures": [EXACT_ARCHITECTURE]}), "--scheduler-cls", EXACT_SCHEDULER,
+    from hf_longrope2.extension.vllm_plugin import ARCHITECTURE, SCHEDULER
+
+    return ["--hf-overrides", json.dumps({"architectures": [ARCHITECTURE]}), "--scheduler-cls", SCHEDULER,
             "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(max_model_len), "--enable-prefix-caching",
             "--enforce-eager"]
 
@@ -449,11 +455,14 @@ def exact_section(python: Path, models: dict[str, Path], work: Path, documents: 
     mixed = [(f"short-{i}", text[i * 40: i * 40 + 200]) for i in range(MIXED_SHORT)]
     mixed += [(f"long-{i}", text[i * 50: i * 50 + 1024]) for i in range(MIXED_LONG)]
     mixed = [mixed[i] for i in sorted(range(len(mixed)), key=lambda i: (i * 7) % len(mixed))]  # interleaved
-    # a request that crosses the window at its 9th token, and one of the same size that stays inside it
-    alone = {"crossing": text[:window - 8], "inside": text[window: 2 * window - 40]}
     timing = [[_request(f"{tag}-mixed-{name}", p, MIXED_NEW_TOKENS) for name, p in mixed]
-              for tag in ("warm", "timed")]  # the warm-up batch is not reported
-    timing += [[_request(f"timed-{name}", p, MIXED_NEW_TOKENS)] for name, p in alone.items()]
+              for tag in ["warm"] + [f"timed{i}" for i in range(MIXED_REPEATS)]]  # the warm-up is not reported
+    # alone, ALONE_REPEATS times each, alternating: a request whose 10th new token is its first beyond the window,
+    # and one of the same size that stays inside it; every prompt its own text (no prefix-cache hit)
+    other = prompts(tok, [window * 2 * ALONE_REPEATS], seed=7)[window * 2 * ALONE_REPEATS]
+    for i in range(ALONE_REPEATS):
+        timing.append([_request(f"alone-crossing-{i}", other[2 * i * window:][:window - 8], MIXED_NEW_TOKENS)])
+        timing.append([_request(f"alone-inside-{i}", other[(2 * i + 1) * window:][:window - 40], MIXED_NEW_TOKENS)])
 
     exact = run_vllm_batches(python, models["serving"], target, exact_engine(target),
                              list(checks_batches.values()) + ([one_x] + timing if measure else []), work, "exact")
@@ -494,7 +503,10 @@ def exact_section(python: Path, models: dict[str, Path], work: Path, documents: 
     out = {"checks": checks}
     if measure:
         out["measures"] = {"exact": workload(exact), "builtin_longrope": workload(stock)}
-        out["measures"]["crossing_added_s"] = out["measures"]["exact"]["crossing_added_s"]
+        e, b = out["measures"]["exact"], out["measures"]["builtin_longrope"]
+        # the same prompts in the same order on both engines: only the plugin recomputes at the crossing
+        out["measures"]["crossing_added_s"] = ((e["crossing_request_s"] - e["inside_request_s"])
+                                               - (b["crossing_request_s"] - b["inside_request_s"]))
         out["measures"]["rerotation_s"] = rerotation_cost(models["serving"], window)
         out["one_x"] = score_one_x(exact["results"], one_x, answers, tok)
     return {
@@ -506,23 +518,28 @@ def exact_section(python: Path, models: dict[str, Path], work: Path, documents: 
                      "max_model_len": target, "tolerance": "greedy tokens equal and top-5 logprobs within 1e-4",
                      "mixed_workload": f"{MIXED_SHORT} short (200-token prompts) + {MIXED_LONG} long (1024) requests, "
                                        f"{MIXED_NEW_TOKENS} new tokens each, submitted together, max_num_seqs 8; "
-                                       "timed on the second of two identical batches",
+                                       f"{MIXED_REPEATS} timed batches after a warm-up one (median)",
                      "builtin": "vLLM's longrope on the same export, default scheduler (chunked prefill, async)",
                      "crossing_request": f"a {window - 8}-token prompt generating {MIXED_NEW_TOKENS} tokens, alone, "
-                                         f"against a {window - 40}-token prompt generating as many (stays inside)"},
+                                         f"against a {window - 40}-token prompt generating as many (stays inside); "
+                                         f"medians of {ALONE_REPEATS} each, every prompt its own text"},
     }
 
 
 def workload(run: dict) -> dict:
-    """Throughput and TTFT of the timed mixed batch, and the crossing vs the same-size inside request."""
-    batch = run["batches"][-3]  # the timed mixed batch (then the two requests alone)
-    ttft = {kind: sorted(r["ttft_s"] for r in run["results"] if r["name"].startswith(f"timed-mixed-{kind}-"))
-            for kind in ("short", "long")}
-    crossing, inside = run["batches"][-2]["seconds"], run["batches"][-1]["seconds"]
-    return {"requests": batch["requests"], "seconds": batch["seconds"],
-            "generated_tokens_per_s": batch["generated_tokens"] / batch["seconds"],
-            "ttft_median_s": {k: v[len(v) // 2] for k, v in ttft.items()},
-            "crossing_request_s": crossing, "inside_request_s": inside, "crossing_added_s": crossing - inside}
+    """Throughput (median over the timed mixed batches) and TTFT (median over their requests), and the medians of
+    the crossing and the same-size inside request alone."""
+    batches = run["batches"][-(2 * ALONE_REPEATS + MIXED_REPEATS):-2 * ALONE_REPEATS]  # the timed mixed batches
+    rates = [b["generated_tokens"] / b["seconds"] for b in batches]
+    ttft = {kind: [r["ttft_s"] for r in run["results"] if r["name"].startswith("timed")
+                   and f"-mixed-{kind}-" in r["name"]] for kind in ("short", "long")}
+    alone = run["batches"][-2 * ALONE_REPEATS:]
+    crossing = statistics.median(b["seconds"] for b in alone[0::2])
+    inside = statistics.median(b["seconds"] for b in alone[1::2])
+    return {"requests": batches[0]["requests"], "batches": len(batches),
+            "generated_tokens_per_s": statistics.median(rates), "generated_tokens_per_s_each": rates,
+            "ttft_median_s": {k: statistics.median(v) for k, v in ttft.items()},
+            "crossing_request_s": crossing, "inside_request_s": inside, "alone_repeats": ALONE_REPEATS}
 
 
 def rerotation_cost(model: Path, window: int, repeats: int = 50) -> float:
@@ -666,16 +683,20 @@ def exact_markdown(e: dict) -> list[str]:
               f"{c['worker'].get('mixed_forwards', 0)} of them mixing short and long requests; "
               f"{c['scheduler'].get('crossings', 0)} recomputes at the window crossing.", "",
               f"Mixed workload ({st['mixed_workload']}):", "",
-              "| engine | generated tokens/s | TTFT median, short | TTFT median, long | crossing request |",
+              "| engine | generated tokens/s, median (range over batches) | TTFT median, short | TTFT median, long | "
+             "crossing request alone |",
               "|---|---|---|---|---|"]
     for name, label in (("exact", "plugin (exact)"), ("builtin_longrope", "vLLM built-in longrope")):
         w = m[name]
-        lines.append(f"| {label} | {w['generated_tokens_per_s']:.1f} | {w['ttft_median_s']['short']:.3f} s | "
+        each = w.get("generated_tokens_per_s_each") or [w["generated_tokens_per_s"]]
+        lines.append(f"| {label} | {w['generated_tokens_per_s']:.1f} ({min(each):.0f}-{max(each):.0f}) | "
+                     f"{w['ttft_median_s']['short']:.3f} s | "
                      f"{w['ttft_median_s']['long']:.3f} s | {w['crossing_request_s']:.3f} s |")
     lines += ["", f"Crossing request ({st['crossing_request']}): {m['exact']['crossing_request_s']:.3f} s vs "
               f"{m['exact']['inside_request_s']:.3f} s with the plugin (built-in: "
               f"{m['builtin_longrope']['crossing_request_s']:.3f} s vs {m['builtin_longrope']['inside_request_s']:.3f}"
-              f" s), so the recompute adds {m['crossing_added_s']:.3f} s; "
+              f" s, which does not recompute), so the recompute adds {m['crossing_added_s'] * 1e3:.0f} ms (the "
+              "difference of the two differences); "
               f"re-rotating its cached keys in place instead would cost {m['rerotation_s'] * 1e3:.3f} ms of "
               "elementwise work (timed as a torch op, not built).", ""]
     return lines

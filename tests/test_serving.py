@@ -159,8 +159,7 @@ def test_exact_serves_the_saved_longrope2_folder(models, tmp_path):
     text = serving.prompts(tok, [1000, 250, 200])
     requests = [serving._request("short", text[200], 8), serving._request("crossing", text[250], 16),
                 serving._request("long", text[1000], 8)]
-    engine = {**serving.exact_engine(2048), "trust_remote_code": True}
-    del engine["hf_overrides"]
+    engine = serving.exact_engine(2048, export=False)
     run = serving.run_vllm_batches(python, models["longrope2"], 2048, engine, [requests], tmp_path, "saved")
     base, longrope2 = serving.load(models["base"]), serving.load(models["longrope2"])
     for result, request in zip(run["results"], requests, strict=True):

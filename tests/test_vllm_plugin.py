@@ -14,6 +14,7 @@ from hf_longrope2.extension.vllm_plugin import (
     SCHEDULER,
     PerRequestLongRoPE,
     check_engine,
+    engine_kwargs,
     long_token_flags,
     serving_window,
 )
@@ -79,3 +80,12 @@ def test_engine_settings_that_would_be_inexact_are_refused(engine, message):
     with pytest.raises(ValueError, match=message):
         check_engine(engine)
     check_engine(_engine())  # the documented settings pass
+
+
+@pytest.mark.parametrize("export", [True, False])
+def test_engine_kwargs_are_settings_the_model_accepts(export):
+    kwargs = engine_kwargs(4096, export=export)
+    engine = _engine(kwargs["scheduler_cls"], kwargs["enable_chunked_prefill"], kwargs["enforce_eager"])
+    check_engine(engine)
+    assert kwargs["max_num_batched_tokens"] >= kwargs["max_model_len"] == 4096  # whole prompts in one step
+    assert ("hf_overrides" in kwargs) is export and kwargs.get("trust_remote_code", False) is not export

@@ -51,6 +51,14 @@ def register() -> None:
         ModelRegistry.register_model(ARCHITECTURE, f"{__name__}:LongRoPE2LlamaForCausalLM")
 
 
+def engine_kwargs(max_model_len: int, export: bool = True) -> dict:
+    """`vllm.LLM` keyword arguments that serve a saved longrope2 folder (`export=False`: its own architecture, with
+    remote code) or its `export-serving` folder exactly: ``vllm.LLM(model=folder, **engine_kwargs(32768))``."""
+    source = {"hf_overrides": {"architectures": [ARCHITECTURE]}} if export else {"trust_remote_code": True}
+    return {**source, "max_model_len": max_model_len, "enforce_eager": True, "scheduler_cls": SCHEDULER,
+            "enable_chunked_prefill": False, "max_num_batched_tokens": max_model_len}
+
+
 def serving_window(hf_config) -> tuple[int, dict]:
     """(original window, rope parameters in the ``longrope`` spelling) of a saved longrope2 folder's config or of an
     `export-serving` one, as vLLM loaded it; raises on anything else."""
