@@ -440,9 +440,10 @@ def score_one_x(results: list[dict], requests: list[dict], answers: dict, tok) -
 
 
 def exact_section(python: Path, models: dict[str, Path], work: Path, documents: int, needles: int,
-                  measure: bool = True) -> dict:
-    """The plugin against transformers (checks 1-4), over HTTP (check 5), and (`measure`) the 1x perplexity and NIAH
-    under exact serving and the mixed workload against vLLM's built-in ``longrope`` on the same export."""
+                  measure: bool = True, saved_folder: bool = False) -> dict:
+    """The plugin against transformers (checks 1-4; on the saved longrope2 folder with `saved_folder`, else on the
+    export), over HTTP on the export (check 5), and (`measure`) the 1x perplexity and NIAH under exact serving and
+    the mixed workload against vLLM's built-in ``longrope`` on the same export."""
     from transformers import AutoTokenizer
 
     install_plugin(python)
@@ -464,7 +465,8 @@ def exact_section(python: Path, models: dict[str, Path], work: Path, documents: 
         timing.append([_request(f"alone-crossing-{i}", other[2 * i * window:][:window - 8], MIXED_NEW_TOKENS)])
         timing.append([_request(f"alone-inside-{i}", other[(2 * i + 1) * window:][:window - 40], MIXED_NEW_TOKENS)])
 
-    exact = run_vllm_batches(python, models["serving"], target, exact_engine(target),
+    served = models["longrope2"] if saved_folder else models["serving"]
+    exact = run_vllm_batches(python, served, target, exact_engine(target, export=not saved_folder),
                              list(checks_batches.values()) + ([one_x] + timing if measure else []), work, "exact")
     stock = run_vllm_batches(python, models["serving"], target, {"max_num_seqs": 8}, timing, work,
                              "stock") if measure else None
@@ -514,7 +516,8 @@ def exact_section(python: Path, models: dict[str, Path], work: Path, documents: 
         "detail": detail,
         "http": http_detail,
         "plugin_counters": {"worker": worker, "scheduler": scheduler},
-        "settings": {"engine": exact_engine(target), "cli": exact_cli_args(target), "window": window,
+        "settings": {"engine": exact_engine(target, export=not saved_folder), "cli": exact_cli_args(target),
+                     "checks_served": "the saved longrope2 folder" if saved_folder else "the export", "window": window,
                      "max_model_len": target, "tolerance": "greedy tokens equal and top-5 logprobs within 1e-4",
                      "mixed_workload": f"{MIXED_SHORT} short (200-token prompts) + {MIXED_LONG} long (1024) requests, "
                                        f"{MIXED_NEW_TOKENS} new tokens each, submitted together, max_num_seqs 8; "

@@ -102,16 +102,18 @@ def test_vllm_serves_the_export_like_transformers(models, tmp_path):
 
 @pytest.fixture(scope="module")
 def exact(models, tmp_path_factory) -> dict:
-    """The plugin's five checks on the longrope2 model's export (`serving.exact_section`, as the benchmark runs them),
-    with the transformers references they were compared with."""
+    """The plugin's five checks (`serving.exact_section`, as the benchmark runs them): checks 1-4 on the saved
+    longrope2 folder (served with remote code: its architecture is the plugin's), check 5 over HTTP on its export."""
     work = tmp_path_factory.mktemp("exact")
     export = work / "serving"
     assert cli.main(["export-serving", "--model", str(models["longrope2"]), "--output-dir", str(export)]) == 0
     python = serving.ensure_vllm_venv(vllm_venv())
-    return serving.exact_section(python, {**models, "serving": export}, work, documents=0, needles=0, measure=False)
+    return serving.exact_section(python, {**models, "serving": export}, work, documents=0, needles=0, measure=False,
+                                 saved_folder=True)
 
 
 def test_exact_short_requests_are_the_base_model_inside_mixed_batches(exact):
+    assert exact["settings"]["checks_served"] == "the saved longrope2 folder"
     assert exact["plugin_counters"]["worker"]["mixed_forwards"] > 0  # short and long requests shared forwards
     assert exact["checks"]["short_equals_base_in_mixed_batches"], exact["detail"]
 
@@ -148,23 +150,3 @@ def test_exact_vllm_serve_over_http(exact):
     assert set(exact["http"]) == {"short", "long", "crossing"}
     assert exact["checks"]["http_server_equals_transformers"], exact["http"]
 
-
-def test_exact_serves_the_saved_longrope2_folder(models, tmp_path):
-    """The saved folder's architecture is the plugin's: with --trust-remote-code vLLM serves it without an export."""
-    from transformers import AutoTokenizer
-
-    python = serving.ensure_vllm_venv(vllm_venv())
-    serving.install_plugin(python)
-    tok = AutoTokenizer.from_pretrained(models["longrope2"])
-    text = serving.prompts(tok, [1000, 250, 200])
-    requests = [serving._request("short", text[200], 8), serving._request("crossing", text[250], 16),
-                serving._request("long", text[1000], 8)]
-    engine = serving.exact_engine(2048, export=False)
-    run = serving.run_vllm_batches(python, models["longrope2"], 2048, engine, [requests], tmp_path, "saved")
-    base, longrope2 = serving.load(models["base"]), serving.load(models["longrope2"])
-    for result, request in zip(run["results"], requests, strict=True):
-        reference = serving.hf_greedy(base if request["name"] == "short" else longrope2, request["prompt_ids"],
-                                      request["max_tokens"])
-        compared = serving.compare(result, reference)
-        assert compared["greedy_match"] and compared["max_logprob_diff"] < 1e-4, (request["name"], compared)
-    assert run["stats"]["scheduler"]["crossings"] == 1 and run["stats"]["worker"]["mixed_forwards"] > 0
