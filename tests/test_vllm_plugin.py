@@ -4,6 +4,7 @@ the per-token choice of a flattened batch (the engine itself is tested in tests/
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
@@ -16,7 +17,7 @@ from hf_longrope2.extension.vllm_plugin import (
     check_engine,
     engine_kwargs,
     long_token_flags,
-    serving_window,
+    serving_parameters,
 )
 from hf_longrope2.tiny.base import tiny_base_path
 
@@ -36,11 +37,9 @@ def test_tables_equal_transformers_longrope2_inside_and_beyond_the_window(folder
     from transformers import AutoModelForCausalLM
 
     config = json.loads((folders / "serving" / "config.json").read_text())
-    window, params = serving_window(SimpleNamespace(rope_parameters=config["rope_parameters"]))
-    head = config["head_dim"]
-    rotary = PerRequestLongRoPE(head, head, config["max_position_embeddings"], window, params["rope_theta"],
-                                params["short_factor"], params["long_factor"], params["short_mscale"],
-                                params["long_mscale"], torch.float32)
+    p = serving_parameters(config)
+    window, head = p.original_max_position_embeddings, config["head_dim"]
+    rotary = PerRequestLongRoPE(head, p, torch.float32)
     model = AutoModelForCausalLM.from_pretrained(folders / "longrope2", dtype=torch.float32)
     x = torch.zeros(1, 1, head)
     for length, offset in ((window, 0), (window + 1, window), (2048, window)):  # a document of `length` tokens
@@ -61,9 +60,18 @@ def test_long_token_flags_follow_each_request_length():
     assert flags.tolist() == [False]  # exactly the window: still the original RoPE
 
 
-def test_serving_window_refuses_other_configs():
+def test_serving_parameters_refuse_other_configs():
     with pytest.raises(ValueError, match="rope_type 'yarn'"):
-        serving_window(SimpleNamespace(rope_parameters={"rope_type": "yarn", "factor": 8.0}))
+        serving_parameters(SimpleNamespace(rope_parameters={"rope_type": "yarn", "factor": 8.0}))
+
+
+def test_saved_folder_and_export_give_the_same_parameters(folders):
+    saved = json.loads((folders / "longrope2" / "config.json").read_text())
+    exported = serving_parameters(json.loads((folders / "serving" / "config.json").read_text()))
+    assert replace(serving_parameters(saved), critical_dim=None) == exported  # the export drops only critical_dim
+    # a saved folder without long_mscale gets the rope type's default (sqrt(1 + ln 8 / ln 256)), not 1.0
+    del saved["rope_parameters"]["long_mscale"]
+    assert serving_parameters(saved).long_mscale == pytest.approx(1.1726, abs=1e-4)
 
 
 def _engine(scheduler_cls=SCHEDULER, chunked=False, eager=True):

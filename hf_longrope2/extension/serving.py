@@ -36,8 +36,25 @@ def serving_config(config: dict) -> dict:
     rope, params = out["rope_parameters"], rope_parameters(config)
     if params.get("rope_type") != ROPE_TYPE:
         raise ValueError(f"rope_parameters has rope_type {params.get('rope_type')!r}, expected {ROPE_TYPE!r}")
-    p = LongRoPE2Parameters.from_config(config)
-    exported = {
+    exported = longrope_spelling(LongRoPE2Parameters.from_config(config), params)
+    if arch.nested_rope_key:
+        out["rope_parameters"] = {**rope, arch.nested_rope_key: exported}
+    else:
+        out["rope_parameters"] = exported
+    if "original_max_position_embeddings" in out:  # phi3 reads the top-level field first
+        out["original_max_position_embeddings"] = exported["original_max_position_embeddings"]
+    # short_mscale / long_mscale are for vLLM (its short window is the base model only with short_mscale 1.0);
+    # transformers 5 would warn that its own longrope does not use them.
+    out["ignore_keys_at_rope_validation"] = ["long_mscale", "short_mscale"]
+    if not arch.nested_rope_key:
+        out.update(v4_rope_fields(exported))
+    return out
+
+
+def longrope_spelling(p: LongRoPE2Parameters, params: dict) -> dict:
+    """Resolved longrope2 parameters `p` (of the rope dict `params`) in the built-in ``longrope`` vocabulary: what
+    the export writes and what the vLLM plugin builds vLLM's own layers with."""
+    spelled = {
         "rope_type": "longrope",
         "rope_theta": p.rope_theta,
         "short_factor": list(p.short_factor),
@@ -49,19 +66,8 @@ def serving_config(config: dict) -> dict:
         "long_mscale": p.long_mscale,
     }
     if "partial_rotary_factor" in params:
-        exported["partial_rotary_factor"] = params["partial_rotary_factor"]
-    if arch.nested_rope_key:
-        out["rope_parameters"] = {**rope, arch.nested_rope_key: exported}
-    else:
-        out["rope_parameters"] = exported
-    if "original_max_position_embeddings" in out:  # phi3 reads the top-level field first
-        out["original_max_position_embeddings"] = p.original_max_position_embeddings
-    # short_mscale / long_mscale are for vLLM (its short window is the base model only with short_mscale 1.0);
-    # transformers 5 would warn that its own longrope does not use them.
-    out["ignore_keys_at_rope_validation"] = ["long_mscale", "short_mscale"]
-    if not arch.nested_rope_key:
-        out.update(v4_rope_fields(exported))
-    return out
+        spelled["partial_rotary_factor"] = params["partial_rotary_factor"]
+    return spelled
 
 
 def v4_rope_fields(exported: dict) -> dict:

@@ -37,6 +37,9 @@ import time
 import torch
 from torch import nn
 
+from ..modeling.rope import ROPE_TYPE, LongRoPE2Parameters, rope_parameters, scaled_inv_freq
+from .serving import longrope_spelling
+
 ARCHITECTURE = "LongRoPE2LlamaForCausalLM"
 SCHEDULER = "hf_longrope2.extension.vllm_plugin.LongRoPE2Scheduler"
 LONG_SALT = "hf-longrope2:long"  # appended to a request's cache salt once it uses the long factors
@@ -59,24 +62,15 @@ def engine_kwargs(max_model_len: int, export: bool = True) -> dict:
             "enable_chunked_prefill": False, "max_num_batched_tokens": max_model_len}
 
 
-def serving_window(hf_config) -> tuple[int, dict]:
-    """(original window, rope parameters in the ``longrope`` spelling) of a saved longrope2 folder's config or of an
-    `export-serving` one, as vLLM loaded it; raises on anything else."""
-    params = dict(getattr(hf_config, "rope_parameters", None) or getattr(hf_config, "rope_scaling", None) or {})
-    if params.get("rope_type") == "longrope2":  # the saved folder: original RoPE inside, short_mscale 1 by default
-        rotary_pairs = len(params.get("long_factor") or [])
-        params = {**params, "rope_type": "longrope", "short_factor": [1.0] * rotary_pairs,
-                  "short_mscale": params.get("short_mscale") or 1.0}
-        params["attention_factor"] = params.get("long_mscale", 1.0)
-    if params.get("rope_type") != "longrope" or "long_factor" not in params:
+def serving_parameters(hf_config) -> LongRoPE2Parameters:
+    """The resolved LongRoPE2 parameters of a saved longrope2 folder's config or of its `export-serving` one (whose
+    ``longrope`` dict carries the same keys), as vLLM loaded it; raises on any other config."""
+    params = rope_parameters(hf_config)
+    if params.get("rope_type") not in (ROPE_TYPE, "longrope") or "long_factor" not in params:
         raise ValueError(f"{ARCHITECTURE} serves a saved longrope2 folder or its `hf-longrope2 export-serving` "
                          f"export (rope_type 'longrope' with long_factor); this config has rope_type "
                          f"{params.get('rope_type')!r}")
-    window = params.get("original_max_position_embeddings") or getattr(hf_config, "original_max_position_embeddings",
-                                                                       None)
-    if not window:
-        raise ValueError(f"{ARCHITECTURE}: the config has no original_max_position_embeddings")
-    return int(window), params
+    return LongRoPE2Parameters.from_config(hf_config)
 
 
 class _Stats:
@@ -115,19 +109,17 @@ class PerRequestLongRoPE(nn.Module):
     factors at position ``p`` times ``long_mscale``: one gather serves a batch that mixes both.
     """
 
-    def __init__(self, head_size: int, rotary_dim: int, max_position: int, window: int, base: float,
-                 short_factor: list[float], long_factor: list[float], short_mscale: float, long_mscale: float,
-                 dtype: torch.dtype) -> None:
+    def __init__(self, head_size: int, p: LongRoPE2Parameters, dtype: torch.dtype) -> None:
         super().__init__()
-        self.head_size, self.rotary_dim, self.window = head_size, rotary_dim, window
-        exponent = torch.arange(0, rotary_dim, 2, dtype=torch.float32) / rotary_dim
+        self.head_size, self.rotary_dim, self.window = head_size, p.rotary_dim, p.original_max_position_embeddings
 
-        def table(length: int, factors: list[float], mscale: float) -> torch.Tensor:
-            inv_freq = 1.0 / (torch.tensor(factors, dtype=torch.float32) * base**exponent)
-            freqs = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
+        def table(length: int, factors: tuple[float, ...], mscale: float) -> torch.Tensor:
+            freqs = torch.outer(torch.arange(length, dtype=torch.float32),
+                                scaled_inv_freq(p.rope_theta, p.rotary_dim, factors))
             return torch.cat((freqs.cos() * mscale, freqs.sin() * mscale), dim=-1)
 
-        cache = torch.cat([table(window, short_factor, short_mscale), table(max_position, long_factor, long_mscale)])
+        cache = torch.cat([table(self.window, p.short_factor, p.short_mscale),
+                           table(p.max_position_embeddings, p.long_factor, p.long_mscale)])
         self.register_buffer("cos_sin_cache", cache.to(dtype), persistent=False)
         self._flags_for: tuple[object, torch.Tensor] | None = None  # (the batch's metadata, per-token long flags)
         self.stats = _Stats("worker")
@@ -198,19 +190,12 @@ def _model_class():
         def __init__(self, *, vllm_config, prefix: str = "") -> None:
             check_engine(vllm_config)
             config = vllm_config.model_config.hf_config
-            window, params = serving_window(config)
-            config.rope_parameters = params  # vLLM's own layers are built with the longrope spelling, then replaced
+            p = serving_parameters(config)
+            # vLLM's own layers are built from the longrope spelling (a saved folder's longrope2 dict is unknown to
+            # vLLM's get_rope); their rotary modules are then replaced
+            config.rope_parameters = longrope_spelling(p, rope_parameters(config))
             super().__init__(vllm_config=vllm_config, prefix=prefix)
-            attention = self.model.layers[0].self_attn
-            head_size = attention.head_dim
-            rotary_dim = int(head_size * params.get("partial_rotary_factor", 1.0))
-            rotary = PerRequestLongRoPE(
-                head_size, rotary_dim, config.max_position_embeddings, window, float(params["rope_theta"]),
-                list(params.get("short_factor") or [1.0] * (rotary_dim // 2)), list(params["long_factor"]),
-                float(params.get("short_mscale", 1.0)), float(params.get("long_mscale",
-                                                                         params.get("attention_factor", 1.0))),
-                vllm_config.model_config.dtype,
-            )
+            rotary = PerRequestLongRoPE(self.model.layers[0].self_attn.head_dim, p, vllm_config.model_config.dtype)
             for layer in self.model.layers:
                 if hasattr(layer, "self_attn"):
                     layer.self_attn.rotary_emb = rotary
@@ -238,7 +223,8 @@ def _scheduler_class():
 
         def __init__(self, *args, **kwargs) -> None:
             super().__init__(*args, **kwargs)
-            self.longrope2_window, _ = serving_window(self.vllm_config.model_config.hf_config)
+            self.longrope2_window = serving_parameters(
+                self.vllm_config.model_config.hf_config).original_max_position_embeddings
             self.longrope2_stats = _Stats("scheduler")
 
         def _use_long_table(self, request) -> None:
